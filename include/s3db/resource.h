@@ -1,0 +1,115 @@
+// Resources: named collections of JSON records with a schema.
+//
+// Records are stored at "resource=<name>/data/id=<id>" as JSON. Each record carries "id" and a
+// revision "_rev" incremented by every write under a conditional PUT, so two writers never
+// silently overwrite each other: the loser re-reads and retries, up to a limit, then gets
+// ErrorCode::kConflict. Every write emits one Change per record to the database's plugins.
+// All methods are thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "s3db/error.h"
+#include "s3db/json.h"
+#include "s3db/plugin.h"
+#include "s3db/schema.h"
+
+namespace s3db {
+
+class Database;
+class ObjectStore;
+
+struct ResourceDefinition {
+  std::string name;            // [A-Za-z0-9_-]{1,100}
+  JsonObject attributes;       // the spec's shorthand; see schema.h
+  bool timestamps = false;     // maintain createdAt / updatedAt (ISO 8601, UTC)
+  int id_size = 22;            // length of generated ids (URL-safe alphabet)
+  std::function<std::string()> id_generator;  // overrides id_size when set
+};
+
+struct ListOptions {
+  std::size_t limit = 0;   // 0 = no limit
+  std::size_t offset = 0;
+};
+
+struct Page {
+  std::vector<JsonObject> items;
+  std::string next_cursor;  // empty on the last page
+};
+
+// Field names of records that s3db manages.
+inline constexpr std::string_view kIdField = "id";
+inline constexpr std::string_view kRevisionField = "_rev";
+
+class Resource {
+ public:
+  Resource(Database& database, ResourceDefinition definition, Schema schema);
+  Resource(const Resource&) = delete;
+  Resource& operator=(const Resource&) = delete;
+
+  const std::string& name() const { return definition_.name; }
+  const ResourceDefinition& definition() const { return definition_; }
+  const Schema& schema() const { return schema_; }
+
+  // Creates a record; generates an id when `data` has none. kAlreadyExists if the id exists.
+  Result<JsonObject> Insert(JsonObject data);
+  Result<JsonObject> Get(std::string_view id);          // kNotFound when missing
+  Result<std::optional<JsonObject>> GetOrNull(std::string_view id);
+  Result<bool> Exists(std::string_view id);
+  // Deep-merges `changes` into the record; kNotFound when missing.
+  Result<JsonObject> Update(std::string_view id, const JsonObject& changes);
+  // Inserts `data` (which must carry an id) or deep-merges it into the existing record.
+  Result<JsonObject> Upsert(JsonObject data);
+  // Replaces the whole record (creating it when missing).
+  Result<JsonObject> Replace(std::string_view id, JsonObject data);
+  // Sets top-level fields only (no deep merge); kNotFound when missing.
+  Result<JsonObject> Patch(std::string_view id, const JsonObject& fields);
+  // kNotFound when missing.
+  Status Delete(std::string_view id);
+
+  // Parallel; one result per input, in input order.
+  std::vector<Result<JsonObject>> InsertMany(std::vector<JsonObject> records);
+  std::vector<Result<JsonObject>> GetMany(const std::vector<std::string>& ids);
+  std::vector<Status> DeleteMany(const std::vector<std::string>& ids);
+  // Deletes every record (one change each). Refused unless `confirm` is true.
+  Result<std::size_t> DeleteAll(bool confirm);
+
+  Result<std::vector<std::string>> ListIds();
+  Result<std::vector<JsonObject>> List(const ListOptions& options = {});
+  Result<std::size_t> Count();
+  // Records in id order, `size` at a time; pass the previous page's next_cursor.
+  Result<Page> GetPage(std::string_view cursor, std::size_t size);
+  // Filter: {"field": value} (equality), {"field": {"$gt": 1, "$in": [..]}}; dotted paths reach
+  // nested fields. Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists.
+  Result<std::vector<JsonObject>> Query(const JsonObject& filter, const ListOptions& options = {});
+
+  // Checks an id: 1..255 bytes of valid UTF-8, no '/', '\', '=', '%' and no control characters.
+  static Status ValidateId(std::string_view id);
+
+ private:
+  std::string DataKey(std::string_view id) const;
+  std::string TombstoneKey(std::string_view id) const;
+  std::string NewId() const;
+  Result<JsonObject> Prepare(JsonObject record, const JsonObject* previous) const;
+  Result<std::pair<JsonObject, std::string>> Load(std::string_view id);
+  Result<std::uint64_t> TombstoneRevision(std::string_view id);
+  // Read-modify-write under If-Match, retried on conflicts. `modify` gets the current record
+  // (nullopt when missing) and returns the new one or an error.
+  using Modifier =
+      std::function<Result<JsonObject>(const std::optional<JsonObject>& current)>;
+  Result<JsonObject> Write(std::string_view id, const Modifier& modify);
+  Status Emit(Change change);
+
+  Database& database_;
+  ObjectStore& store_;
+  ResourceDefinition definition_;
+  Schema schema_;
+};
+
+}  // namespace s3db

@@ -1,0 +1,10 @@
+// Everything a user of the s3db library needs.
+#pragma once
+
+#include "s3db/database.h"
+#include "s3db/error.h"
+#include "s3db/json.h"
+#include "s3db/plugin.h"
+#include "s3db/resource.h"
+#include "s3db/schema.h"
+#include "s3db/storage.h"

@@ -1,0 +1,520 @@
+#include "s3db/resource.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <random>
+#include <thread>
+
+#include <boost/json/serialize.hpp>
+
+#include "core/query.h"
+#include "core/thread_pool.h"
+#include "s3db/database.h"
+
+namespace s3db {
+namespace {
+
+constexpr std::size_t kMaxRecordBytes = 32 * 1024 * 1024;
+constexpr std::size_t kMaxIdBytes = 255;
+constexpr std::string_view kDeletedField = "_deleted";
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string IsoFromMs(std::int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[40];
+  std::size_t n = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buffer + n, sizeof buffer - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buffer;
+}
+
+// Finds a string (key or value) that is not valid UTF-8; returns its path.
+std::optional<std::string> FindInvalidUtf8(const Json& value, const std::string& path) {
+  if (value.is_string()) {
+    if (!IsValidUtf8(value.get_string())) return path.empty() ? "(value)" : path;
+  } else if (value.is_object()) {
+    for (const auto& [key, child] : value.get_object()) {
+      std::string child_path = path.empty() ? std::string(key) : path + "." + std::string(key);
+      if (!IsValidUtf8(key)) return child_path + " (the field name)";
+      if (auto bad = FindInvalidUtf8(child, child_path)) return bad;
+    }
+  } else if (value.is_array()) {
+    const auto& array = value.get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      if (auto bad = FindInvalidUtf8(array[i], path + "[" + std::to_string(i) + "]")) return bad;
+    }
+  }
+  return std::nullopt;
+}
+
+std::uint64_t RevisionOf(const JsonObject& record) {
+  const Json* rev = record.if_contains(kRevisionField);
+  if (rev && rev->is_uint64()) return rev->get_uint64();
+  if (rev && rev->is_int64() && rev->get_int64() > 0) return static_cast<std::uint64_t>(rev->get_int64());
+  return 0;
+}
+
+bool IsDeletionMarker(const JsonObject& record) {
+  const Json* deleted = record.if_contains(kDeletedField);
+  return deleted && deleted->is_bool() && deleted->get_bool();
+}
+
+}  // namespace
+
+Resource::Resource(Database& database, ResourceDefinition definition, Schema schema)
+    : database_(database),
+      store_(database.store()),
+      definition_(std::move(definition)),
+      schema_(std::move(schema)) {}
+
+Status Resource::ValidateId(std::string_view id) {
+  if (id.empty()) return MakeError(ErrorCode::kInvalidArgument, "id is empty");
+  if (id.size() > kMaxIdBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "id is " + std::to_string(id.size()) +
+                                                      " bytes; the limit is 255");
+  }
+  if (!IsValidUtf8(id)) return MakeError(ErrorCode::kInvalidArgument, "id is not valid UTF-8");
+  for (unsigned char c : id) {
+    if (c < 0x20 || c == 0x7F || c == '/' || c == '\\' || c == '=' || c == '%') {
+      std::string shown = c < 0x20 || c == 0x7F ? "a control character" : std::string("'") + char(c) + "'";
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "id '" + std::string(id.substr(0, 80)) + "' contains " + shown +
+                           "; ids may not contain '/', '\\', '=', '%' or control characters");
+    }
+  }
+  if (id == "." || id == "..") {
+    return MakeError(ErrorCode::kInvalidArgument, "id may not be '.' or '..'");
+  }
+  return Ok();
+}
+
+std::string Resource::DataKey(std::string_view id) const {
+  std::string key = "resource=" + definition_.name + "/data/id=";
+  key += id;
+  return key;
+}
+
+std::string Resource::TombstoneKey(std::string_view id) const {
+  std::string key = "resource=" + definition_.name + "/tombstones/id=";
+  key += id;
+  return key;
+}
+
+std::string Resource::NewId() const {
+  if (definition_.id_generator) return definition_.id_generator();
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  thread_local std::mt19937_64 generator{std::random_device{}()};
+  std::string id;
+  id.reserve(static_cast<std::size_t>(definition_.id_size));
+  std::uint64_t bits = 0;
+  int available = 0;
+  for (int i = 0; i < definition_.id_size; ++i) {
+    if (available < 6) {
+      bits = generator();
+      available = 64;
+    }
+    id += kAlphabet[bits & 63];
+    bits >>= 6;
+    available -= 6;
+  }
+  return id;
+}
+
+// Validates a record about to be stored; sets timestamps. `previous` is the stored record.
+Result<JsonObject> Resource::Prepare(JsonObject record, const JsonObject* previous) const {
+  if (auto bad = FindInvalidUtf8(record, "")) {
+    return MakeError(ErrorCode::kInvalidArgument, "resource '" + name() + "': field " + *bad +
+                                                      " is not valid UTF-8");
+  }
+  schema_.ApplyDefaults(record);
+  if (definition_.timestamps) {
+    std::string now = IsoFromMs(NowMs());
+    if (previous && previous->contains("createdAt")) {
+      record["createdAt"] = previous->at("createdAt");
+    } else if (!record.contains("createdAt")) {
+      record["createdAt"] = now;
+    }
+    record["updatedAt"] = now;
+  }
+  auto valid = schema_.Validate(record);
+  if (!valid) {
+    return MakeError(ErrorCode::kValidation, "resource '" + name() + "': " + valid.error().message);
+  }
+  return record;
+}
+
+Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
+  S3DB_ASSIGN_OR_RETURN(Object object, store_.Get(DataKey(id)));
+  auto record = ParseJsonObject(object.body);
+  if (!record) {
+    return MakeError(ErrorCode::kInternal, "record '" + std::string(id) + "' of resource '" +
+                                               name() + "' is not valid JSON: " +
+                                               record.error().message);
+  }
+  if (IsDeletionMarker(*record)) {
+    // A delete is half done: readers see no record, writers wait for the delete to finish.
+    return MakeError(ErrorCode::kConflict, "record '" + std::string(id) + "' of resource '" +
+                                               name() + "' is being deleted");
+  }
+  return std::make_pair(std::move(*record), std::move(object.info.etag));
+}
+
+Result<std::uint64_t> Resource::TombstoneRevision(std::string_view id) {
+  auto object = store_.Get(TombstoneKey(id));
+  if (!object) {
+    if (object.error().code == ErrorCode::kNotFound) return 0;
+    return tl::unexpected(object.error());
+  }
+  auto record = ParseJsonObject(object->body);
+  return record ? RevisionOf(*record) : 0;
+}
+
+Status Resource::Emit(Change change) {
+  change.resource = name();
+  change.timestamp_ms = NowMs();
+  return database_.DeliverChange(change);
+}
+
+Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) {
+  S3DB_RETURN_IF_ERROR(ValidateId(id));
+  int retries = database_.options().max_conflict_retries;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    std::optional<JsonObject> current;
+    std::string etag;
+    auto loaded = Load(id);
+    if (loaded) {
+      current = std::move(loaded->first);
+      etag = std::move(loaded->second);
+    } else if (loaded.error().code == ErrorCode::kConflict) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 6)));
+      continue;  // a delete is in progress; let it finish
+    } else if (loaded.error().code != ErrorCode::kNotFound) {
+      return tl::unexpected(loaded.error());
+    }
+
+    S3DB_ASSIGN_OR_RETURN(JsonObject next, modify(current));
+    std::uint64_t revision;
+    if (current) {
+      revision = RevisionOf(*current) + 1;
+    } else {
+      S3DB_ASSIGN_OR_RETURN(std::uint64_t last, TombstoneRevision(id));
+      revision = last + 1;
+    }
+    next[kIdField] = id;
+    next[kRevisionField] = revision;
+    S3DB_ASSIGN_OR_RETURN(next, Prepare(std::move(next), current ? &*current : nullptr));
+    std::string body = boost::json::serialize(next);
+    if (body.size() > kMaxRecordBytes) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "record '" + std::string(id) + "' is " + std::to_string(body.size()) +
+                           " bytes; the limit is " + std::to_string(kMaxRecordBytes));
+    }
+    PutOptions options;
+    if (current) {
+      options.if_match = etag;
+    } else {
+      options.if_none_match = true;
+    }
+    auto put = store_.Put(DataKey(id), body, options);
+    if (!put) {
+      if (put.error().code == ErrorCode::kConflict || put.error().code == ErrorCode::kNotFound) {
+        continue;  // another writer won: re-read and apply again
+      }
+      return tl::unexpected(put.error());
+    }
+    Change change;
+    change.id = std::string(id);
+    change.revision = revision;
+    change.action = current ? Action::kUpdate : Action::kInsert;
+    change.before = std::move(current);
+    change.after = next;
+    S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
+    return next;
+  }
+  return MakeError(ErrorCode::kConflict, "record '" + std::string(id) + "' of resource '" + name() +
+                                             "' kept changing under concurrent writers (" +
+                                             std::to_string(retries + 1) + " attempts); retry");
+}
+
+Result<JsonObject> Resource::Insert(JsonObject data) {
+  std::string id;
+  bool generated = false;
+  if (const Json* given = data.if_contains(kIdField); given && !given->is_null()) {
+    if (!given->is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument, "resource '" + name() + "': id must be a string");
+    }
+    id = std::string(given->get_string());
+  } else {
+    id = NewId();
+    generated = true;
+  }
+  S3DB_RETURN_IF_ERROR(ValidateId(id));
+
+  std::uint64_t revision = 1;
+  if (!generated) {
+    S3DB_ASSIGN_OR_RETURN(std::uint64_t last, TombstoneRevision(id));
+    revision = last + 1;
+  }
+  data[kIdField] = id;
+  data[kRevisionField] = revision;
+  data.erase(kDeletedField);
+  S3DB_ASSIGN_OR_RETURN(JsonObject record, Prepare(std::move(data), nullptr));
+  std::string body = boost::json::serialize(record);
+  if (body.size() > kMaxRecordBytes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "record '" + id + "' is " + std::to_string(body.size()) +
+                         " bytes; the limit is " + std::to_string(kMaxRecordBytes));
+  }
+  PutOptions options;
+  options.if_none_match = true;
+  auto put = store_.Put(DataKey(id), body, options);
+  if (!put) {
+    if (put.error().code == ErrorCode::kConflict) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "record '" + id + "' already exists in resource '" + name() + "'");
+    }
+    return tl::unexpected(put.error());
+  }
+  Change change;
+  change.id = id;
+  change.revision = revision;
+  change.action = Action::kInsert;
+  change.after = record;
+  S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
+  return record;
+}
+
+Result<JsonObject> Resource::Get(std::string_view id) {
+  S3DB_RETURN_IF_ERROR(ValidateId(id));
+  auto loaded = Load(id);
+  if (!loaded) {
+    if (loaded.error().code == ErrorCode::kNotFound || loaded.error().code == ErrorCode::kConflict) {
+      return MakeError(ErrorCode::kNotFound,
+                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+    }
+    return tl::unexpected(loaded.error());
+  }
+  return std::move(loaded->first);
+}
+
+Result<std::optional<JsonObject>> Resource::GetOrNull(std::string_view id) {
+  auto record = Get(id);
+  if (record) return std::optional<JsonObject>(std::move(*record));
+  if (record.error().code == ErrorCode::kNotFound) return std::optional<JsonObject>();
+  return tl::unexpected(record.error());
+}
+
+Result<bool> Resource::Exists(std::string_view id) {
+  S3DB_ASSIGN_OR_RETURN(auto record, GetOrNull(id));
+  return record.has_value();
+}
+
+Result<JsonObject> Resource::Update(std::string_view id, const JsonObject& changes) {
+  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
+    if (!current) {
+      return MakeError(ErrorCode::kNotFound,
+                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+    }
+    JsonObject next = *current;
+    DeepMerge(next, changes);
+    return next;
+  });
+}
+
+Result<JsonObject> Resource::Upsert(JsonObject data) {
+  const Json* given = data.if_contains(kIdField);
+  if (!given || !given->is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "resource '" + name() + "': upsert needs a string id in the record");
+  }
+  std::string id(given->get_string());
+  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
+    if (!current) return data;
+    JsonObject next = *current;
+    DeepMerge(next, data);
+    return next;
+  });
+}
+
+Result<JsonObject> Resource::Replace(std::string_view id, JsonObject data) {
+  return Write(id, [&](const std::optional<JsonObject>&) -> Result<JsonObject> { return data; });
+}
+
+Result<JsonObject> Resource::Patch(std::string_view id, const JsonObject& fields) {
+  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
+    if (!current) {
+      return MakeError(ErrorCode::kNotFound,
+                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+    }
+    JsonObject next = *current;
+    for (const auto& [key, value] : fields) next[key] = value;
+    return next;
+  });
+}
+
+Status Resource::Delete(std::string_view id) {
+  S3DB_RETURN_IF_ERROR(ValidateId(id));
+  int retries = database_.options().max_conflict_retries;
+  for (int attempt = 0; attempt <= retries; ++attempt) {
+    auto loaded = Load(id);
+    if (!loaded) {
+      if (loaded.error().code == ErrorCode::kNotFound || loaded.error().code == ErrorCode::kConflict) {
+        return MakeError(ErrorCode::kNotFound,
+                         "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+      }
+      return tl::unexpected(loaded.error());
+    }
+    auto& [current, etag] = *loaded;
+    std::uint64_t revision = RevisionOf(current) + 1;
+
+    // Claim the revision atomically with a marker, so a concurrent update cannot take it.
+    JsonObject marker;
+    marker[kIdField] = id;
+    marker[kRevisionField] = revision;
+    marker[kDeletedField] = true;
+    PutOptions claim;
+    claim.if_match = etag;
+    auto claimed = store_.Put(DataKey(id), boost::json::serialize(marker), claim);
+    if (!claimed) {
+      if (claimed.error().code == ErrorCode::kConflict) continue;
+      if (claimed.error().code == ErrorCode::kNotFound) continue;
+      return tl::unexpected(claimed.error());
+    }
+    JsonObject tombstone;
+    tombstone[kRevisionField] = revision;
+    tombstone["deletedAt"] = NowMs();
+    S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
+    S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
+
+    Change change;
+    change.id = std::string(id);
+    change.revision = revision;
+    change.action = Action::kDelete;
+    change.before = std::move(current);
+    return Emit(std::move(change));
+  }
+  return MakeError(ErrorCode::kConflict, "record '" + std::string(id) +
+                                             "' kept changing while being deleted; retry");
+}
+
+std::vector<Result<JsonObject>> Resource::InsertMany(std::vector<JsonObject> records) {
+  std::vector<Result<JsonObject>> results(records.size(), MakeError(ErrorCode::kInternal, ""));
+  database_.pool().ParallelFor(records.size(), [&](std::size_t i) {
+    results[i] = Insert(std::move(records[i]));
+  });
+  return results;
+}
+
+std::vector<Result<JsonObject>> Resource::GetMany(const std::vector<std::string>& ids) {
+  std::vector<Result<JsonObject>> results(ids.size(), MakeError(ErrorCode::kInternal, ""));
+  database_.pool().ParallelFor(ids.size(), [&](std::size_t i) { results[i] = Get(ids[i]); });
+  return results;
+}
+
+std::vector<Status> Resource::DeleteMany(const std::vector<std::string>& ids) {
+  std::vector<Status> results(ids.size());
+  database_.pool().ParallelFor(ids.size(), [&](std::size_t i) { results[i] = Delete(ids[i]); });
+  return results;
+}
+
+Result<std::size_t> Resource::DeleteAll(bool confirm) {
+  if (!confirm) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "DeleteAll on resource '" + name() +
+                         "' deletes every record; call it with confirm = true");
+  }
+  S3DB_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIds());
+  auto results = DeleteMany(ids);
+  std::size_t deleted = 0;
+  for (const auto& status : results) {
+    if (status) {
+      ++deleted;
+    } else if (status.error().code != ErrorCode::kNotFound) {
+      return tl::unexpected(status.error());
+    }
+  }
+  return deleted;
+}
+
+Result<std::vector<std::string>> Resource::ListIds() {
+  std::string prefix = DataKey("");
+  S3DB_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, store_.ListAll(prefix));
+  std::vector<std::string> ids;
+  ids.reserve(objects.size());
+  for (const auto& object : objects) ids.push_back(object.key.substr(prefix.size()));
+  return ids;
+}
+
+namespace {
+
+// Loads records by id in parallel, dropping those deleted meanwhile.
+Result<std::vector<JsonObject>> LoadAll(Resource& resource, const std::vector<std::string>& ids) {
+  auto results = resource.GetMany(ids);
+  std::vector<JsonObject> records;
+  records.reserve(results.size());
+  for (auto& result : results) {
+    if (result) {
+      records.push_back(std::move(*result));
+    } else if (result.error().code != ErrorCode::kNotFound) {
+      return tl::unexpected(result.error());
+    }
+  }
+  return records;
+}
+
+}  // namespace
+
+Result<std::vector<JsonObject>> Resource::List(const ListOptions& options) {
+  S3DB_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIds());
+  std::size_t begin = std::min(options.offset, ids.size());
+  std::size_t end = options.limit ? std::min(ids.size(), begin + options.limit) : ids.size();
+  std::vector<std::string> slice(ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                                 ids.begin() + static_cast<std::ptrdiff_t>(end));
+  return LoadAll(*this, slice);
+}
+
+Result<std::size_t> Resource::Count() {
+  S3DB_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIds());
+  return ids.size();
+}
+
+Result<Page> Resource::GetPage(std::string_view cursor, std::size_t size) {
+  if (size == 0) return MakeError(ErrorCode::kInvalidArgument, "page size must be at least 1");
+  std::string prefix = DataKey("");
+  std::string token = cursor.empty() ? "" : DataKey(cursor);
+  S3DB_ASSIGN_OR_RETURN(ListPage listed, store_.List(prefix, token, static_cast<int>(size)));
+  std::vector<std::string> ids;
+  for (const auto& object : listed.objects) ids.push_back(object.key.substr(prefix.size()));
+  Page page;
+  S3DB_ASSIGN_OR_RETURN(page.items, LoadAll(*this, ids));
+  if (!listed.next_token.empty() && !ids.empty()) page.next_cursor = ids.back();
+  return page;
+}
+
+Result<std::vector<JsonObject>> Resource::Query(const JsonObject& filter,
+                                                const ListOptions& options) {
+  S3DB_RETURN_IF_ERROR(ValidateFilter(filter));
+  S3DB_ASSIGN_OR_RETURN(std::vector<JsonObject> all, List());
+  std::vector<JsonObject> matched;
+  std::size_t skipped = 0;
+  for (auto& record : all) {
+    if (!MatchesFilter(record, filter)) continue;
+    if (skipped < options.offset) {
+      ++skipped;
+      continue;
+    }
+    matched.push_back(std::move(record));
+    if (options.limit && matched.size() == options.limit) break;
+  }
+  return matched;
+}
+
+}  // namespace s3db

@@ -1,0 +1,253 @@
+#include <cctype>
+#include <cstdlib>
+#include <string>
+
+#include "s3db/storage.h"
+
+namespace s3db {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+Result<std::string> PercentDecode(std::string_view text, std::string_view what) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    int high = i + 1 < text.size() ? HexValue(text[i + 1]) : -1;
+    int low = i + 2 < text.size() ? HexValue(text[i + 2]) : -1;
+    if (high < 0 || low < 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "connection string: bad percent-encoding in the " + std::string(what) +
+                           "; write '%' as %25");
+    }
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
+std::string Trim(std::string_view text, char c) {
+  while (!text.empty() && text.front() == c) text.remove_prefix(1);
+  while (!text.empty() && text.back() == c) text.remove_suffix(1);
+  return std::string(text);
+}
+
+bool IsValidS3BucketName(std::string_view name) {
+  if (name.size() < 3 || name.size() > 63) return false;
+  for (char c : name) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return std::isalnum(static_cast<unsigned char>(name.front())) &&
+         std::isalnum(static_cast<unsigned char>(name.back()));
+}
+
+const char* kForms =
+    "expected one of s3://KEY:SECRET@bucket/prefix, http(s)://KEY:SECRET@host:port/bucket/prefix, "
+    "file:///absolute/path, file://./relative/path, memory://bucket/prefix";
+
+tl::unexpected<Error> Invalid(std::string_view text, const std::string& problem) {
+  return MakeError(ErrorCode::kInvalidArgument, "connection string '" + RedactSecrets(text) +
+                                                    "': " + problem);
+}
+
+}  // namespace
+
+std::string RedactSecrets(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t scheme_end = text.find("://", pos);
+    if (scheme_end == std::string_view::npos) break;
+    std::size_t authority = scheme_end + 3;
+    // The user-info ends at the last '@' before whitespace, a quote or the end.
+    std::size_t stop = authority;
+    while (stop < text.size() && !std::isspace(static_cast<unsigned char>(text[stop])) &&
+           text[stop] != '\'' && text[stop] != '"' && text[stop] != '>') {
+      ++stop;
+    }
+    std::size_t at = text.rfind('@', stop == 0 ? 0 : stop - 1);
+    out.append(text.substr(pos, authority - pos));
+    if (at != std::string_view::npos && at >= authority && at < stop) {
+      std::string_view user_info = text.substr(authority, at - authority);
+      std::size_t colon = user_info.find(':');
+      if (colon != std::string_view::npos) {
+        out.append(user_info.substr(0, colon));
+        out.append(":***");
+      } else {
+        out.append(user_info);
+      }
+      pos = at;
+    } else {
+      pos = authority;
+    }
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
+  ConnectionString result;
+  std::size_t scheme_end = text.find("://");
+  if (scheme_end == std::string_view::npos) return Invalid(text, "no scheme; " + std::string(kForms));
+  std::string scheme(text.substr(0, scheme_end));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view rest = text.substr(scheme_end + 3);
+
+  // Query parameters.
+  std::size_t question = rest.find('?');
+  if (question != std::string_view::npos) {
+    std::string_view query = rest.substr(question + 1);
+    rest = rest.substr(0, question);
+    while (!query.empty()) {
+      std::size_t amp = query.find('&');
+      std::string_view pair = query.substr(0, amp);
+      std::size_t eq = pair.find('=');
+      S3DB_ASSIGN_OR_RETURN(std::string key, PercentDecode(pair.substr(0, eq), "query"));
+      std::string value;
+      if (eq != std::string_view::npos) {
+        S3DB_ASSIGN_OR_RETURN(value, PercentDecode(pair.substr(eq + 1), "query"));
+      }
+      if (!key.empty()) result.params[key] = value;
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+
+  if (scheme == "file") {
+    result.scheme = Scheme::kFile;
+    if (rest.empty()) return Invalid(text, "missing path; " + std::string(kForms));
+    if (rest.front() == '/') {
+      result.path = std::string(rest);
+    } else if (rest.substr(0, 2) == "./" || rest == "." || rest.substr(0, 3) == "../") {
+      result.path = std::string(rest);
+    } else {
+      return Invalid(text, "file paths are file:///absolute/path or file://./relative/path");
+    }
+    S3DB_ASSIGN_OR_RETURN(result.path, PercentDecode(result.path, "path"));
+    return result;
+  }
+
+  // User info: up to the last '@' so that unencoded '/' in secrets still works.
+  std::size_t at = rest.rfind('@');
+  if (at != std::string_view::npos) {
+    std::string_view user_info = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    std::size_t colon = user_info.find(':');
+    S3DB_ASSIGN_OR_RETURN(result.access_key, PercentDecode(user_info.substr(0, colon), "key"));
+    if (colon != std::string_view::npos) {
+      S3DB_ASSIGN_OR_RETURN(result.secret_key,
+                            PercentDecode(user_info.substr(colon + 1), "secret"));
+    }
+  }
+
+  std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string path = slash == std::string_view::npos ? "" : std::string(rest.substr(slash + 1));
+  S3DB_ASSIGN_OR_RETURN(path, PercentDecode(path, "path"));
+
+  if (scheme == "memory") {
+    result.scheme = Scheme::kMemory;
+    result.bucket = std::string(authority);
+    if (result.bucket.empty()) return Invalid(text, "missing bucket name: memory://bucket/prefix");
+    result.prefix = Trim(path, '/');
+    return result;
+  }
+
+  if (scheme == "s3") {
+    result.scheme = Scheme::kS3;
+    result.bucket = std::string(authority);
+    result.prefix = Trim(path, '/');
+    if (result.bucket.empty()) return Invalid(text, "missing bucket name: s3://KEY:SECRET@bucket/prefix");
+    if (!IsValidS3BucketName(result.bucket)) {
+      return Invalid(text, "'" + result.bucket +
+                               "' is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')");
+    }
+  } else if (scheme == "http" || scheme == "https") {
+    result.scheme = scheme == "http" ? Scheme::kHttp : Scheme::kHttps;
+    std::size_t colon = authority.rfind(':');
+    if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
+      result.host = std::string(authority.substr(0, colon));
+      std::string port_text(authority.substr(colon + 1));
+      char* end = nullptr;
+      long port = std::strtol(port_text.c_str(), &end, 10);
+      if (port_text.empty() || *end != '\0' || port <= 0 || port > 65535) {
+        return Invalid(text, "port '" + port_text + "' is not a number between 1 and 65535");
+      }
+      result.port = static_cast<int>(port);
+    } else {
+      result.host = std::string(authority);
+    }
+    if (result.host.empty()) return Invalid(text, "missing host: http(s)://KEY:SECRET@host:port/bucket/prefix");
+    std::string trimmed = Trim(path, '/');
+    std::size_t bucket_end = trimmed.find('/');
+    result.bucket = trimmed.substr(0, bucket_end);
+    result.prefix = bucket_end == std::string::npos ? "" : Trim(trimmed.substr(bucket_end + 1), '/');
+    if (result.bucket.empty()) {
+      return Invalid(text, "missing bucket after the host: http(s)://KEY:SECRET@host:port/bucket/prefix");
+    }
+  } else {
+    return Invalid(text, "unknown scheme '" + scheme + "'; " + std::string(kForms));
+  }
+
+  if (auto it = result.params.find("region"); it != result.params.end() && !it->second.empty()) {
+    result.region = it->second;
+  } else if (const char* region = std::getenv("AWS_REGION"); region && *region) {
+    result.region = region;
+  }
+  if (auto it = result.params.find("sessionToken"); it != result.params.end()) {
+    result.session_token = it->second;
+  }
+  if (result.access_key.empty()) {
+    const char* key = std::getenv("AWS_ACCESS_KEY_ID");
+    const char* secret = std::getenv("AWS_SECRET_ACCESS_KEY");
+    if (key && secret) {
+      result.access_key = key;
+      result.secret_key = secret;
+      if (const char* token = std::getenv("AWS_SESSION_TOKEN"); token && result.session_token.empty()) {
+        result.session_token = token;
+      }
+    }
+  }
+  if (result.access_key.empty() || result.secret_key.empty()) {
+    return Invalid(text, "no credentials: put KEY:SECRET@ in the connection string or set "
+                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+  }
+  return result;
+}
+
+std::string ConnectionString::Redacted() const {
+  std::string query;
+  for (const auto& [key, value] : params) {
+    query += query.empty() ? "?" : "&";
+    query += key + "=" + (key == "sessionToken" ? std::string("***") : value);
+  }
+  std::string user = access_key.empty() ? "" : access_key + ":***@";
+  switch (scheme) {
+    case Scheme::kFile: return "file://" + path + query;
+    case Scheme::kMemory: return "memory://" + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
+    case Scheme::kS3: return "s3://" + user + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
+    case Scheme::kHttp:
+    case Scheme::kHttps: {
+      std::string out = scheme == Scheme::kHttp ? "http://" : "https://";
+      out += user + host + (port ? ":" + std::to_string(port) : "") + "/" + bucket;
+      if (!prefix.empty()) out += "/" + prefix;
+      return out + query;
+    }
+  }
+  return "";
+}
+
+}  // namespace s3db

@@ -1,0 +1,60 @@
+// kill -9 while the file store writes: no torn object is ever visible afterwards.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "s3db/storage.h"
+#include "test_util.h"
+
+namespace s3db {
+namespace {
+
+std::string BodyFor(int generation) {
+  // Self-checking content: a header with the length, then that many bytes.
+  std::string payload(1000 + (generation % 50) * 997, static_cast<char>('a' + generation % 26));
+  return std::to_string(payload.size()) + ":" + payload;
+}
+
+bool IsWholeBody(const std::string& body) {
+  std::size_t colon = body.find(':');
+  if (colon == std::string::npos) return false;
+  return std::stoul(body.substr(0, colon)) == body.size() - colon - 1;
+}
+
+TEST(FileStoreCrashTest, KillNineNeverLeavesATornObject) {
+  testing::TempDir dir;
+  std::mt19937 random(12345);
+  for (int round = 0; round < 8; ++round) {
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto store = NewFileStore(dir.str());
+      if (!store) ::_exit(2);
+      for (int generation = 0;; ++generation) {
+        (void)(*store)->Put("objects/k" + std::to_string(generation % 7), BodyFor(generation));
+      }
+    }
+    ::usleep(20000 + random() % 60000);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+
+    auto store = NewFileStore(dir.str());
+    S3DB_ASSERT_OK(store);
+    auto listed = (*store)->ListAll("objects/");
+    S3DB_ASSERT_OK(listed);
+    EXPECT_LE(listed->size(), 7u);  // temp files are never listed
+    for (const auto& info : *listed) {
+      auto object = (*store)->Get(info.key);
+      S3DB_ASSERT_OK(object);
+      EXPECT_TRUE(IsWholeBody(object->body)) << info.key << " is torn in round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace s3db

@@ -29,8 +29,9 @@ struct DatabaseOptions {
   std::string state_dir;
   // Threads used by InsertMany / GetMany / DeleteMany / List / Query.
   std::size_t parallelism = 16;
-  // Conflicting conditional writes are retried this many times before kConflict.
-  int max_conflict_retries = 10;
+  // Conflicting conditional writes are retried this many times (with a growing random
+  // back-off) before kConflict.
+  int max_conflict_retries = 30;
 };
 
 using EventHandler = std::function<void(const Json& payload)>;

@@ -61,6 +61,14 @@ std::uint64_t RevisionOf(const JsonObject& record) {
   return 0;
 }
 
+// Waits a random time that grows with each lost race, so contending writers spread out.
+void BackOff(int attempt) {
+  thread_local std::mt19937 generator{std::random_device{}()};
+  int ceiling_us = 200 << std::min(attempt, 7);
+  std::uniform_int_distribution<int> jitter(0, ceiling_us);
+  std::this_thread::sleep_for(std::chrono::microseconds(jitter(generator)));
+}
+
 bool IsDeletionMarker(const JsonObject& record) {
   const Json* deleted = record.if_contains(kDeletedField);
   return deleted && deleted->is_bool() && deleted->get_bool();
@@ -194,7 +202,7 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
       current = std::move(loaded->first);
       etag = std::move(loaded->second);
     } else if (loaded.error().code == ErrorCode::kConflict) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 6)));
+      BackOff(attempt);
       continue;  // a delete is in progress; let it finish
     } else if (loaded.error().code != ErrorCode::kNotFound) {
       return tl::unexpected(loaded.error());
@@ -226,6 +234,7 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
     auto put = store_.Put(DataKey(id), body, options);
     if (!put) {
       if (put.error().code == ErrorCode::kConflict || put.error().code == ErrorCode::kNotFound) {
+        BackOff(attempt);
         continue;  // another writer won: re-read and apply again
       }
       return tl::unexpected(put.error());
@@ -384,8 +393,11 @@ Status Resource::Delete(std::string_view id) {
     claim.if_match = etag;
     auto claimed = store_.Put(DataKey(id), boost::json::serialize(marker), claim);
     if (!claimed) {
-      if (claimed.error().code == ErrorCode::kConflict) continue;
-      if (claimed.error().code == ErrorCode::kNotFound) continue;
+      if (claimed.error().code == ErrorCode::kConflict ||
+          claimed.error().code == ErrorCode::kNotFound) {
+        BackOff(attempt);
+        continue;
+      }
       return tl::unexpected(claimed.error());
     }
     JsonObject tombstone;

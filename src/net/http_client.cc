@@ -92,6 +92,9 @@ class CurlHttpClient final : public HttpClient {
     curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &CurlHttpClient::Lock);
     curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &CurlHttpClient::Unlock);
     curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
+    // DNS answers and TLS sessions are shared by all handles. Connections are not: libcurl
+    // does not support one connection cache used by concurrent threads. Each pooled handle
+    // keeps its own open connections instead, so reuse comes from reusing handles.
     curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   }

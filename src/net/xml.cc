@@ -187,6 +187,12 @@ std::string XmlEscape(std::string_view text) {
   return out;
 }
 
+std::string XmlUnescape(std::string_view text) {
+  std::string out;
+  AppendDecoded(text, &out);
+  return out;
+}
+
 bool IsXmlSafe(std::string_view text) {
   for (char ch : text) {
     auto c = static_cast<unsigned char>(ch);

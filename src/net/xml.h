@@ -34,6 +34,9 @@ Result<XmlElement> ParseXml(std::string_view text);
 // Escapes & < > " ' for use in element text or attribute values.
 std::string XmlEscape(std::string_view text);
 
+// Decodes the entity references of XML text (the reverse of XmlEscape, plus &#N; / &#xN;).
+std::string XmlUnescape(std::string_view text);
+
 // True when every character of the UTF-8 text may appear in an XML 1.0 document
 // (no control characters other than tab, newline, carriage return).
 bool IsXmlSafe(std::string_view text);

@@ -137,7 +137,10 @@ TEST_P(ObjectStoreTest, DeleteManyAndCopy) {
 
 TEST_P(ObjectStoreTest, UnusualKeysRoundTrip) {
   std::vector<std::string> keys = {"resource=users/data/id=a b c", "x/ünïcødé ✓", "x/%41%",
-                                   "x/.hidden", "x/" + std::string(240, 'L')};
+                                   "x/.hidden",
+                                   // The S3 test server keeps each segment as a file name plus
+                                   // a suffix, so it cannot hold 240-byte segments.
+                                   "x/" + std::string(GetParam() == "s3" ? 200 : 240, 'L')};
   for (const auto& key : keys) {
     S3DB_ASSERT_OK(store_->Put(key, key));
     auto got = store_->Get(key);

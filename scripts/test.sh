@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs s3db's whole test suite on this machine, from nothing to ctest's summary:
+#   1. installs what is missing (Debian packages, npm test peers),
+#   2. builds into build/,
+#   3. installs the build into a temporary prefix and builds + runs examples/ against it
+#      (proves that find_package(s3db) works for a user),
+#   4. starts the test servers (scripts/test-services.sh), then runs ctest.
+# The servers are stopped on exit, silently, so ctest's summary is the last thing printed.
+# The exit code is ctest's (or that of the first step that failed).
+#
+# Environment: S3DB_BUILD_DIR (default build), S3DB_CTEST_JOBS (default 2), plus those of
+# scripts/build.sh and scripts/test-services.sh. Extra arguments go to ctest (e.g. -R Storage).
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+build_dir=${S3DB_BUILD_DIR:-build}
+[[ "$build_dir" == /* ]] || build_dir="$repo_root/$build_dir"
+export S3DB_BUILD_DIR=$build_dir
+
+step() { echo "== $*" >&2; }
+
+install_prefix=""
+services_started=false
+cleanup() {
+  # Prints nothing: whatever ran last (ctest) keeps the last line.
+  if $services_started; then scripts/test-services.sh stop >/dev/null 2>&1 || true; fi
+  if [[ -n "$install_prefix" ]]; then rm -rf "$install_prefix"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT  # so that the EXIT trap runs on Ctrl-C and on kill too
+trap 'exit 143' TERM
+
+step "dependencies"
+scripts/install-deps.sh --test-peers
+
+step "build"
+scripts/build.sh
+
+step "examples against an installed copy"
+install_prefix=$(mktemp -d "${TMPDIR:-/tmp}/s3db-install.XXXXXX")
+cmake --install "$build_dir" --prefix "$install_prefix" >/dev/null
+cmake -S examples -B "$build_dir/examples" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_PREFIX_PATH="$install_prefix" >/dev/null
+cmake --build "$build_dir/examples" -j "${S3DB_BUILD_JOBS:-2}"
+"$build_dir/examples/basic"
+
+step "test servers"
+services_started=true
+service_env=$(scripts/test-services.sh start)  # a failed start stops the script here
+eval "$service_env"
+
+step "ctest"
+set +e
+ctest --test-dir "$build_dir" --output-on-failure -j "${S3DB_CTEST_JOBS:-2}" "$@"
+exit $?

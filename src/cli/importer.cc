@@ -1,0 +1,102 @@
+#include "cli/importer.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "core/thread_pool.h"
+#include "s3db/resource.h"
+
+namespace s3db::cli {
+
+BatchSink ResourceSink(Resource& resource, bool upsert, ThreadPool* pool) {
+  return [&resource, upsert, pool](std::vector<JsonObject> records) {
+    std::vector<Status> statuses(records.size());
+    if (!upsert) {
+      std::vector<Result<JsonObject>> results = resource.InsertMany(std::move(records));
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        if (!results[i]) statuses[i] = tl::unexpected(results[i].error());
+      }
+      return statuses;
+    }
+    auto upsert_one = [&](std::size_t i) {
+      if (!records[i].contains(kIdField)) {
+        statuses[i] = MakeError(ErrorCode::kInvalidArgument, "upsert needs an \"id\" field");
+        return;
+      }
+      auto result = resource.Upsert(std::move(records[i]));
+      if (!result) statuses[i] = tl::unexpected(result.error());
+    };
+    if (pool) {
+      pool->ParallelFor(records.size(), upsert_one);
+    } else {
+      for (std::size_t i = 0; i < records.size(); ++i) upsert_one(i);
+    }
+    return statuses;
+  };
+}
+
+std::string ImportSummary::SummaryLine() const {
+  char text[160];
+  std::snprintf(text, sizeof text, "imported %llu, failed %llu in %.2f s (%.0f records/s)",
+                static_cast<unsigned long long>(imported), static_cast<unsigned long long>(failed),
+                seconds, RecordsPerSecond());
+  return text;
+}
+
+ImportSummary ImportRecords(RecordSource& source, const BatchSink& sink,
+                            const ImportOptions& options) {
+  auto started = std::chrono::steady_clock::now();
+  ImportSummary summary;
+  std::size_t batch_size = options.batch_size == 0 ? 1 : options.batch_size;
+
+  auto note_error = [&](std::size_t line, std::string message) {
+    ++summary.failed;
+    if (summary.first_errors.size() < options.errors_kept) {
+      summary.first_errors.push_back({line, std::move(message)});
+    }
+  };
+
+  std::vector<JsonObject> batch;
+  std::vector<std::size_t> lines;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    std::vector<Status> statuses = sink(std::move(batch));
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (i < statuses.size() && statuses[i]) {
+        ++summary.imported;
+      } else {
+        std::string why = i < statuses.size() ? statuses[i].error().ToString() : "no result";
+        note_error(lines[i], "line " + std::to_string(lines[i]) + ": " + why);
+      }
+    }
+    batch.clear();
+    lines.clear();
+    if (options.on_progress) {
+      options.on_progress({summary.imported, summary.failed, source.bytes_read()});
+    }
+  };
+
+  while (true) {
+    auto next = source.Next();
+    if (!next) {
+      summary.fatal_error = next.error().message;
+      break;
+    }
+    if (!next->has_value()) break;
+    SourceRecord& record = **next;
+    if (!record.error.empty()) {
+      note_error(record.line, std::move(record.error));
+      continue;
+    }
+    batch.push_back(std::move(record.record));
+    lines.push_back(record.line);
+    if (batch.size() >= batch_size) flush();
+  }
+  flush();
+
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return summary;
+}
+
+}  // namespace s3db::cli

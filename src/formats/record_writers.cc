@@ -1,0 +1,59 @@
+#include "formats/record_writers.h"
+
+#include <utility>
+
+#include "formats/csv_writer.h"
+#include "formats/jsonl_writer.h"
+#include "formats/parquet_writer.h"
+
+namespace s3db::formats {
+
+Result<FileFormat> ParseFileFormat(std::string_view name) {
+  if (name == "csv") return FileFormat::kCsv;
+  if (name == "jsonl" || name == "ndjson") return FileFormat::kJsonl;
+  if (name == "parquet") return FileFormat::kParquet;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown file format '" + std::string(name) + "' (use csv, jsonl or parquet)");
+}
+
+std::string FileExtension(FileFormat format, const JsonObject& config) {
+  switch (format) {
+    case FileFormat::kCsv:
+      return ".csv";
+    case FileFormat::kJsonl: {
+      const Json* compress = config.if_contains("compress");
+      bool gzip = compress != nullptr && compress->is_bool() && compress->get_bool();
+      return gzip ? ".jsonl.gz" : ".jsonl";
+    }
+    case FileFormat::kParquet:
+      return ".parquet";
+  }
+  return "";
+}
+
+Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, ColumnSet columns,
+                                                       const JsonObject& config,
+                                                       std::unique_ptr<ByteSink> sink) {
+  switch (format) {
+    case FileFormat::kCsv: {
+      S3DB_ASSIGN_OR_RETURN(CsvOptions options, CsvOptionsFromJson(config));
+      S3DB_ASSIGN_OR_RETURN(auto writer,
+                            CsvWriter::Make(std::move(columns), options, std::move(sink)));
+      return std::unique_ptr<RecordWriter>(std::move(writer));
+    }
+    case FileFormat::kJsonl: {
+      S3DB_ASSIGN_OR_RETURN(JsonlOptions options, JsonlOptionsFromJson(config));
+      S3DB_ASSIGN_OR_RETURN(auto writer, JsonlWriter::Make(options, std::move(sink)));
+      return std::unique_ptr<RecordWriter>(std::move(writer));
+    }
+    case FileFormat::kParquet: {
+      S3DB_ASSIGN_OR_RETURN(ParquetOptions options, ParquetOptionsFromJson(config));
+      S3DB_ASSIGN_OR_RETURN(auto writer, ParquetWriter::Make(std::move(columns), std::move(options),
+                                                             std::move(sink)));
+      return std::unique_ptr<RecordWriter>(std::move(writer));
+    }
+  }
+  return MakeError(ErrorCode::kInternal, "unknown file format");
+}
+
+}  // namespace s3db::formats

@@ -1,0 +1,28 @@
+// Opens the writer for a format by name, with its options from a driver / CLI config object.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "formats/byte_sink.h"
+#include "formats/column_set.h"
+#include "formats/writer.h"
+
+namespace s3db::formats {
+
+enum class FileFormat { kCsv, kJsonl, kParquet };
+
+// "csv", "jsonl" (or "ndjson"), "parquet". Error kInvalidArgument names the value.
+Result<FileFormat> ParseFileFormat(std::string_view name);
+
+// ".csv", ".jsonl" (".jsonl.gz" when `config` has compress: true), ".parquet".
+std::string FileExtension(FileFormat format, const JsonObject& config);
+
+// Reads the format's options from `config` (keys of other concerns are ignored: see
+// CsvOptionsFromJson, JsonlOptionsFromJson, ParquetOptionsFromJson) and makes the writer.
+Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, ColumnSet columns,
+                                                       const JsonObject& config,
+                                                       std::unique_ptr<ByteSink> sink);
+
+}  // namespace s3db::formats

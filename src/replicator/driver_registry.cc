@@ -1,0 +1,62 @@
+// The process-wide driver registry. The built-in drivers are registered on first use, before
+// any registration by the program, so a program can replace a built-in driver.
+#include <map>
+#include <mutex>
+
+#include "s3db/replicator/driver.h"
+#include "s3db/replicator/replicator_plugin.h"
+
+namespace s3db::replicator {
+namespace {
+
+struct Registry {
+  std::mutex mutex;  // guards factories
+  std::map<std::string, DriverFactory, std::less<>> factories;
+};
+
+Registry& GetRegistry() {
+  static Registry* registry = new Registry();  // never destroyed: used until exit
+  return *registry;
+}
+
+// True on the thread that is registering the built-in drivers (they call RegisterDriver).
+thread_local bool registering_builtins = false;
+
+void EnsureBuiltinDrivers() {
+  if (registering_builtins) return;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    registering_builtins = true;
+    RegisterBuiltinDrivers();
+    registering_builtins = false;
+  });
+}
+
+}  // namespace
+
+void RegisterDriver(std::string name, DriverFactory factory) {
+  EnsureBuiltinDrivers();
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  registry.factories[std::move(name)] = std::move(factory);
+}
+
+std::optional<DriverFactory> FindDriver(std::string_view name) {
+  EnsureBuiltinDrivers();
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  auto it = registry.factories.find(name);
+  if (it == registry.factories.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> RegisteredDrivers() {
+  EnsureBuiltinDrivers();
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry.factories) names.push_back(name);
+  return names;
+}
+
+}  // namespace s3db::replicator

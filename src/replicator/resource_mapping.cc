@@ -1,0 +1,213 @@
+// ResourceMapping: parses every "resources" syntax of the spec and normalizes it to
+// source resource -> destinations.
+#include <algorithm>
+
+#include "s3db/replicator/replicator_plugin.h"
+
+namespace s3db::replicator {
+namespace {
+
+std::string KindOf(const Json& value) {
+  switch (value.kind()) {
+    case boost::json::kind::null: return "null";
+    case boost::json::kind::bool_: return "a boolean";
+    case boost::json::kind::int64:
+    case boost::json::kind::uint64:
+    case boost::json::kind::double_: return "a number";
+    case boost::json::kind::string: return "a string";
+    case boost::json::kind::array: return "an array";
+    case boost::json::kind::object: return "an object";
+  }
+  return "a value";
+}
+
+tl::unexpected<Error> Invalid(const std::string& path, const std::string& message) {
+  return MakeError(ErrorCode::kInvalidArgument, path + ": " + message);
+}
+
+Result<std::vector<Action>> ParseActions(const Json& value, const std::string& path) {
+  if (!value.is_array()) {
+    return Invalid(path, "expected an array of actions (insert, update, delete), got " +
+                             KindOf(value));
+  }
+  const auto& array = value.get_array();
+  if (array.empty()) {
+    return Invalid(path, "is empty; leave it out to replicate insert, update and delete");
+  }
+  std::vector<Action> actions;
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    if (!array[i].is_string()) {
+      return Invalid(path + "[" + std::to_string(i) + "]",
+                     "expected an action name, got " + KindOf(array[i]));
+    }
+    std::string_view name = array[i].get_string();
+    auto action = ParseAction(name);
+    if (!action) {
+      return Invalid(path, "unknown action '" + std::string(name) +
+                               "' (known: insert, update, delete)");
+    }
+    if (std::find(actions.begin(), actions.end(), *action) == actions.end()) {
+      actions.push_back(*action);
+    }
+  }
+  return actions;
+}
+
+Result<Destination> ParseDestinationObject(const JsonObject& object, const std::string& path,
+                                           const MappingFunctions* functions) {
+  Destination destination;
+  for (const auto& [key, value] : object) {
+    std::string key_path = path + "." + std::string(key);
+    if (key == "resource") {
+      if (!value.is_string() || value.get_string().empty()) {
+        return Invalid(key_path, "expected a non-empty resource name, got " + KindOf(value));
+      }
+      destination.resource = std::string(value.get_string());
+    } else if (key == "actions") {
+      S3DB_ASSIGN_OR_RETURN(destination.actions, ParseActions(value, key_path));
+    } else if (key == "transform") {
+      if (!functions || !functions->compile_transform) {
+        return Invalid(key_path,
+                       "a transform function cannot be given in JSON; use ResourceMapping::Add "
+                       "in C++ or a Lua function in a YAML config");
+      }
+      S3DB_ASSIGN_OR_RETURN(destination.transform, functions->compile_transform(value, key_path));
+    } else if (key == "shouldReplicate") {
+      if (!functions || !functions->compile_should_replicate) {
+        return Invalid(key_path,
+                       "a shouldReplicate function cannot be given in JSON; use "
+                       "ResourceMapping::Add in C++ or a Lua function in a YAML config");
+      }
+      S3DB_ASSIGN_OR_RETURN(destination.should_replicate,
+                            functions->compile_should_replicate(value, key_path));
+    } else {
+      destination.options[key] = value;  // driver-specific ("table", ...)
+    }
+  }
+  return destination;
+}
+
+bool IsFunction(const MappingFunctions* functions, const Json& value) {
+  return functions && functions->is_function && functions->is_function(value);
+}
+
+Result<Transform> CompileFunctionOnly(const MappingFunctions* functions, const Json& value,
+                                      const std::string& path) {
+  if (!functions->compile_transform) {
+    return Invalid(path, "a function was given but no transform compiler is configured");
+  }
+  return functions->compile_transform(value, path);
+}
+
+}  // namespace
+
+ResourceMapping& ResourceMapping::Add(std::string source) {
+  entries_.emplace_back(std::move(source), Destination{});
+  return *this;
+}
+
+ResourceMapping& ResourceMapping::Add(std::string source, std::string destination_resource) {
+  Destination destination;
+  destination.resource = std::move(destination_resource);
+  entries_.emplace_back(std::move(source), std::move(destination));
+  return *this;
+}
+
+ResourceMapping& ResourceMapping::Add(std::string source, Destination destination) {
+  entries_.emplace_back(std::move(source), std::move(destination));
+  return *this;
+}
+
+ResourceMapping& ResourceMapping::Add(std::string source, Transform transform) {
+  Destination destination;
+  destination.transform = std::move(transform);
+  entries_.emplace_back(std::move(source), std::move(destination));
+  return *this;
+}
+
+Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::string& path,
+                                                  const MappingFunctions* functions) {
+  ResourceMapping mapping;
+  if (value.is_array()) {  // 1. ["users", "orders"]
+    const auto& array = value.get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      if (!array[i].is_string() || array[i].get_string().empty()) {
+        return Invalid(path + "[" + std::to_string(i) + "]",
+                       "expected a resource name, got " + KindOf(array[i]));
+      }
+      mapping.Add(std::string(array[i].get_string()));
+    }
+    return mapping;
+  }
+  if (!value.is_object()) {
+    return Invalid(path, "expected an array of resource names or an object mapping each "
+                         "source resource to its destinations, got " + KindOf(value));
+  }
+
+  for (const auto& [key, destination_value] : value.get_object()) {
+    std::string source(key);
+    std::string source_path = path + "." + source;
+    if (source.empty()) return Invalid(path, "a source resource name is empty");
+
+    if (IsFunction(functions, destination_value)) {  // 4. function-only transform
+      S3DB_ASSIGN_OR_RETURN(Transform transform,
+                            CompileFunctionOnly(functions, destination_value, source_path));
+      mapping.Add(source, std::move(transform));
+    } else if (destination_value.is_string()) {  // 2. "users": "people"
+      if (destination_value.get_string().empty()) {
+        return Invalid(source_path, "the destination resource name is empty");
+      }
+      mapping.Add(source, std::string(destination_value.get_string()));
+    } else if (destination_value.is_bool()) {  // 6. "users": true (false: not replicated)
+      if (destination_value.get_bool()) mapping.Add(source);
+    } else if (destination_value.is_object()) {  // 3. {resource, transform, actions, ...}
+      S3DB_ASSIGN_OR_RETURN(
+          Destination destination,
+          ParseDestinationObject(destination_value.get_object(), source_path, functions));
+      mapping.Add(source, std::move(destination));
+    } else if (destination_value.is_array()) {  // 5. several destinations
+      const auto& array = destination_value.get_array();
+      if (array.empty()) return Invalid(source_path, "the list of destinations is empty");
+      for (std::size_t i = 0; i < array.size(); ++i) {
+        std::string item_path = source_path + "[" + std::to_string(i) + "]";
+        const Json& item = array[i];
+        if (IsFunction(functions, item)) {
+          S3DB_ASSIGN_OR_RETURN(Transform transform,
+                                CompileFunctionOnly(functions, item, item_path));
+          mapping.Add(source, std::move(transform));
+        } else if (item.is_string() && !item.get_string().empty()) {
+          mapping.Add(source, std::string(item.get_string()));
+        } else if (item.is_object()) {
+          S3DB_ASSIGN_OR_RETURN(Destination destination,
+                                ParseDestinationObject(item.get_object(), item_path, functions));
+          mapping.Add(source, std::move(destination));
+        } else {
+          return Invalid(item_path, "expected a destination resource name or an object, got " +
+                                        KindOf(item));
+        }
+      }
+    } else {
+      return Invalid(source_path,
+                     "expected a destination resource name, true, an object or an array, got " +
+                         KindOf(destination_value));
+    }
+  }
+  return mapping;
+}
+
+Result<std::map<std::string, std::vector<Destination>, std::less<>>> ResourceMapping::Normalize(
+    const std::string& path) const {
+  std::map<std::string, std::vector<Destination>, std::less<>> normalized;
+  for (const auto& [source, given] : entries_) {
+    if (source.empty()) return Invalid(path, "a source resource name is empty");
+    Destination destination = given;
+    if (destination.resource.empty()) destination.resource = source;
+    if (destination.actions.empty()) {
+      destination.actions = {Action::kInsert, Action::kUpdate, Action::kDelete};
+    }
+    normalized[source].push_back(std::move(destination));
+  }
+  return normalized;
+}
+
+}  // namespace s3db::replicator

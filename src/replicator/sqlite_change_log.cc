@@ -1,0 +1,754 @@
+// The change log on SQLite (WAL mode) with group commit.
+//
+// Appends from concurrent writers queue up; one of them (the leader) commits everything
+// queued in one transaction while the others wait, so N writers share one commit. Readers use
+// their own connections, which WAL lets run beside the writer.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "replicator/change_log.h"
+#include "replicator/engine_util.h"
+
+namespace s3db::replicator {
+namespace {
+
+constexpr std::size_t kCompactChunk = 10000;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS changes(
+  seq INTEGER PRIMARY KEY, resource TEXT NOT NULL, record_id TEXT NOT NULL,
+  revision INTEGER NOT NULL, action TEXT NOT NULL, before_json TEXT, after_json TEXT,
+  ts INTEGER NOT NULL, only_replicator TEXT, only_destination TEXT);
+CREATE TABLE IF NOT EXISTS checkpoints(
+  replicator TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, replicator TEXT NOT NULL, seq INTEGER NOT NULL,
+  resource TEXT NOT NULL, record_id TEXT NOT NULL, revision INTEGER NOT NULL,
+  action TEXT NOT NULL, before_json TEXT, after_json TEXT, ts INTEGER NOT NULL,
+  destination TEXT NOT NULL, reason TEXT NOT NULL, error TEXT NOT NULL,
+  attempts INTEGER NOT NULL, failed_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_by_replicator ON dead_letters(replicator, id);
+CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql";
+
+const char* kInsertChange =
+    "INSERT INTO changes(seq, resource, record_id, revision, action, before_json, after_json, "
+    "ts, only_replicator, only_destination) VALUES(?,?,?,?,?,?,?,?,?,?)";
+const char* kSelectChanges =
+    "SELECT seq, resource, record_id, revision, action, before_json, after_json, ts, "
+    "only_replicator, only_destination FROM changes WHERE seq > ? ORDER BY seq LIMIT ?";
+
+Error SqliteError(sqlite3* db, const std::string& what) {
+  int code = db ? sqlite3_errcode(db) : SQLITE_ERROR;
+  ErrorCode kind = ErrorCode::kIo;
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) kind = ErrorCode::kUnavailable;
+  return Error(kind, "change log: " + what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
+}
+
+// A prepared statement that resets itself when it goes out of use.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  Status Prepare(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
+      return tl::unexpected(SqliteError(db, "prepare"));
+    }
+    return Ok();
+  }
+  sqlite3_stmt* get() const { return stmt_; }
+  void Finalize() {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+struct ResetOnExit {
+  sqlite3_stmt* stmt;
+  ~ResetOnExit() {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+};
+
+void BindText(sqlite3_stmt* stmt, int index, std::string_view text) {
+  sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
+void BindOptionalText(sqlite3_stmt* stmt, int index, const std::string& text, bool present) {
+  if (present) {
+    BindText(stmt, index, text);
+  } else {
+    sqlite3_bind_null(stmt, index);
+  }
+}
+
+std::string ColumnText(sqlite3_stmt* stmt, int index) {
+  const unsigned char* text = sqlite3_column_text(stmt, index);
+  if (!text) return {};
+  return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<std::size_t>(sqlite3_column_bytes(stmt, index)));
+}
+
+std::optional<JsonObject> ColumnJson(sqlite3_stmt* stmt, int index) {
+  if (sqlite3_column_type(stmt, index) == SQLITE_NULL) return std::nullopt;
+  const char* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, index));
+  std::string_view view(text, static_cast<std::size_t>(sqlite3_column_bytes(stmt, index)));
+  boost::system::error_code ec;
+  Json value = boost::json::parse(view, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  return std::move(value.get_object());
+}
+
+Status Exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    return MakeError(ErrorCode::kIo, std::string("change log: ") + text);
+  }
+  return Ok();
+}
+
+Result<sqlite3*> OpenConnection(const std::string& path, bool writer, FsyncPolicy fsync) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    Error error = SqliteError(db, "cannot open " + path);
+    sqlite3_close(db);
+    return tl::unexpected(error);
+  }
+  sqlite3_busy_timeout(db, 10000);
+  if (writer) {
+    const char* sync = fsync == FsyncPolicy::kAlways ? "PRAGMA synchronous=FULL"
+                       : fsync == FsyncPolicy::kBatch ? "PRAGMA synchronous=NORMAL"
+                                                      : "PRAGMA synchronous=OFF";
+    for (const char* sql : {"PRAGMA journal_mode=WAL", sync, "PRAGMA wal_autocheckpoint=4000"}) {
+      if (auto status = Exec(db, sql); !status) {
+        sqlite3_close(db);
+        return tl::unexpected(status.error());
+      }
+    }
+  }
+  return db;
+}
+
+struct Encoded {
+  std::string before;
+  std::string after;
+  bool has_before = false;
+  bool has_after = false;
+};
+
+Encoded Encode(const Change& change) {
+  Encoded encoded;
+  if (change.before) {
+    encoded.before = boost::json::serialize(*change.before);
+    encoded.has_before = true;
+  }
+  if (change.after) {
+    encoded.after = boost::json::serialize(*change.after);
+    encoded.has_after = true;
+  }
+  return encoded;
+}
+
+Action ActionFromText(const std::string& text) {
+  return ParseAction(text).value_or(Action::kInsert);
+}
+
+// Reads change columns starting at `first` in the order resource, record_id, revision,
+// action, before_json, after_json, ts.
+Change ReadChangeColumns(sqlite3_stmt* stmt, int first) {
+  Change change;
+  change.resource = ColumnText(stmt, first);
+  change.id = ColumnText(stmt, first + 1);
+  change.revision = static_cast<std::uint64_t>(sqlite3_column_int64(stmt, first + 2));
+  change.action = ActionFromText(ColumnText(stmt, first + 3));
+  change.before = ColumnJson(stmt, first + 4);
+  change.after = ColumnJson(stmt, first + 5);
+  change.timestamp_ms = sqlite3_column_int64(stmt, first + 6);
+  return change;
+}
+
+struct Reader {
+  sqlite3* db = nullptr;
+  Statement select_changes;
+};
+
+class SqliteChangeLog : public ChangeLog {
+ public:
+  explicit SqliteChangeLog(SqliteChangeLogOptions options) : options_(std::move(options)) {}
+
+  ~SqliteChangeLog() override { (void)Close(); }
+
+  Status Open() {
+    std::error_code ec;
+    std::filesystem::path folder = std::filesystem::path(options_.path).parent_path();
+    if (!folder.empty()) std::filesystem::create_directories(folder, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kIo, "change log: cannot create folder " + folder.string() +
+                                           ": " + ec.message());
+    }
+    S3DB_ASSIGN_OR_RETURN(writer_, OpenConnection(options_.path, true, options_.fsync));
+    S3DB_RETURN_IF_ERROR(Exec(writer_, kSchema));
+    S3DB_RETURN_IF_ERROR(insert_change_.Prepare(writer_, kInsertChange));
+    S3DB_RETURN_IF_ERROR(set_checkpoint_.Prepare(
+        writer_,
+        "INSERT INTO checkpoints(replicator, seq, updated_ms) VALUES(?,?,?) "
+        "ON CONFLICT(replicator) DO UPDATE SET seq = excluded.seq, "
+        "updated_ms = excluded.updated_ms"));
+
+    S3DB_ASSIGN_OR_RETURN(std::int64_t high, QueryInt(
+        "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM changes UNION ALL "
+        "SELECT MAX(seq) FROM checkpoints UNION ALL SELECT MAX(seq) FROM dead_letters)"));
+    next_sequence_ = static_cast<std::uint64_t>(high) + 1;
+    last_sequence_.store(static_cast<std::uint64_t>(high));
+
+    if (options_.fsync == FsyncPolicy::kBatch) {
+      fsync_thread_ = std::thread([this] { FsyncLoop(); });
+    }
+    open_ = true;
+    return Ok();
+  }
+
+  Result<std::uint64_t> Append(const Change& change) override {
+    Job job;
+    job.single = &change;
+    S3DB_RETURN_IF_ERROR(Submit(job));
+    return job.sequences.front();
+  }
+
+  Result<std::vector<std::uint64_t>> AppendMany(
+      const std::vector<LoggedChange>& changes) override {
+    if (changes.empty()) return std::vector<std::uint64_t>{};
+    Job job;
+    job.many = &changes;
+    S3DB_RETURN_IF_ERROR(Submit(job));
+    return std::move(job.sequences);
+  }
+
+  Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) override {
+    S3DB_ASSIGN_OR_RETURN(Reader * reader, AcquireReader());
+    std::vector<LoggedChange> out;
+    Status status = Ok();
+    {
+      sqlite3_stmt* stmt = reader->select_changes.get();
+      ResetOnExit reset{stmt};
+      sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(after));
+      sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(limit));
+      int rc;
+      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        LoggedChange logged;
+        logged.sequence = static_cast<std::uint64_t>(sqlite3_column_int64(stmt, 0));
+        logged.change = ReadChangeColumns(stmt, 1);
+        logged.only_replicator = ColumnText(stmt, 8);
+        logged.only_destination = ColumnText(stmt, 9);
+        out.push_back(std::move(logged));
+      }
+      if (rc != SQLITE_DONE) status = tl::unexpected(SqliteError(reader->db, "read"));
+    }
+    ReleaseReader(reader);
+    if (!status) return tl::unexpected(status.error());
+    return out;
+  }
+
+  std::uint64_t LastSequence() const override { return last_sequence_.load(); }
+
+  bool WaitForAppend(std::uint64_t after, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(appended_mutex_);
+    return appended_.wait_for(lock, timeout, [&] { return last_sequence_.load() > after; });
+  }
+
+  Result<std::optional<std::uint64_t>> GetCheckpoint(std::string_view replicator) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "SELECT seq FROM checkpoints WHERE replicator=?"));
+    BindText(stmt.get(), 1, replicator);
+    int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) {
+      return std::optional<std::uint64_t>(
+          static_cast<std::uint64_t>(sqlite3_column_int64(stmt.get(), 0)));
+    }
+    if (rc == SQLITE_DONE) return std::optional<std::uint64_t>();
+    return tl::unexpected(SqliteError(writer_, "read checkpoint"));
+  }
+
+  Status SetCheckpoint(std::string_view replicator, std::uint64_t sequence) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    sqlite3_stmt* stmt = set_checkpoint_.get();
+    ResetOnExit reset{stmt};
+    BindText(stmt, 1, replicator);
+    sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(sequence));
+    sqlite3_bind_int64(stmt, 3, internal::NowMs());
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "save checkpoint"));
+    }
+    dirty_.store(true);
+    return Ok();
+  }
+
+  Result<std::uint64_t> Compact(const std::vector<std::string>& replicators) override {
+    if (replicators.empty()) return 0;
+    std::uint64_t lowest = UINT64_MAX;
+    for (const auto& replicator : replicators) {
+      S3DB_ASSIGN_OR_RETURN(auto checkpoint, GetCheckpoint(replicator));
+      if (!checkpoint) return 0;
+      lowest = std::min(lowest, *checkpoint);
+    }
+    std::uint64_t removed = 0;
+    while (true) {
+      std::lock_guard lock(write_mutex_);  // released between chunks so appends go on
+      S3DB_RETURN_IF_ERROR(CheckOpen());
+      S3DB_ASSIGN_OR_RETURN(std::int64_t first, QueryInt("SELECT MIN(seq) FROM changes"));
+      S3DB_ASSIGN_OR_RETURN(std::int64_t last, QueryInt("SELECT MAX(seq) FROM changes"));
+      std::uint64_t bound = std::min<std::uint64_t>(
+          {lowest, static_cast<std::uint64_t>(last) - (last > 0 ? 1 : 0),
+           static_cast<std::uint64_t>(first) + kCompactChunk});
+      if (first == 0 || static_cast<std::uint64_t>(first) > bound) break;
+      Statement stmt;
+      S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "DELETE FROM changes WHERE seq <= ?"));
+      sqlite3_bind_int64(stmt.get(), 1, static_cast<sqlite3_int64>(bound));
+      if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+        return tl::unexpected(SqliteError(writer_, "compact"));
+      }
+      removed += static_cast<std::uint64_t>(sqlite3_changes(writer_));
+      dirty_.store(true);
+    }
+    return removed;
+  }
+
+  Result<std::uint64_t> CountChanges() override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    S3DB_ASSIGN_OR_RETURN(std::int64_t count, QueryInt("SELECT COUNT(*) FROM changes"));
+    return static_cast<std::uint64_t>(count);
+  }
+
+  Result<std::int64_t> AddDeadLetter(const DeadLetter& letter) override {
+    Encoded encoded = Encode(letter.change);
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(
+        writer_,
+        "INSERT INTO dead_letters(replicator, seq, resource, record_id, revision, action, "
+        "before_json, after_json, ts, destination, reason, error, attempts, failed_at) "
+        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+    sqlite3_stmt* s = stmt.get();
+    BindText(s, 1, letter.replicator);
+    sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(letter.sequence));
+    BindText(s, 3, letter.change.resource);
+    BindText(s, 4, letter.change.id);
+    sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(letter.change.revision));
+    BindText(s, 6, ActionName(letter.change.action));
+    BindOptionalText(s, 7, encoded.before, encoded.has_before);
+    BindOptionalText(s, 8, encoded.after, encoded.has_after);
+    sqlite3_bind_int64(s, 9, letter.change.timestamp_ms);
+    BindText(s, 10, letter.destination);
+    BindText(s, 11, letter.reason);
+    BindText(s, 12, letter.error);
+    sqlite3_bind_int(s, 13, letter.attempts);
+    sqlite3_bind_int64(s, 14, letter.failed_at_ms ? letter.failed_at_ms : internal::NowMs());
+    if (sqlite3_step(s) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "add dead letter"));
+    }
+    dirty_.store(true);
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(writer_));
+  }
+
+  Result<std::vector<DeadLetter>> ListDeadLetters(std::string_view replicator,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    return SelectDeadLetters(replicator, limit);
+  }
+
+  Result<std::uint64_t> CountDeadLetters(std::string_view replicator) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(
+        stmt.Prepare(writer_, "SELECT COUNT(*) FROM dead_letters WHERE replicator=?"));
+    BindText(stmt.get(), 1, replicator);
+    if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
+      return tl::unexpected(SqliteError(writer_, "count dead letters"));
+    }
+    return static_cast<std::uint64_t>(sqlite3_column_int64(stmt.get(), 0));
+  }
+
+  Result<std::vector<std::uint64_t>> RequeueDeadLetters(std::string_view replicator) override {
+    Job job;
+    job.requeue_replicator = std::string(replicator);
+    S3DB_RETURN_IF_ERROR(Submit(job));
+    return std::move(job.sequences);
+  }
+
+  Result<std::uint64_t> PurgeDeadLetters(std::string_view replicator) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "DELETE FROM dead_letters WHERE replicator=?"));
+    BindText(stmt.get(), 1, replicator);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "purge dead letters"));
+    }
+    dirty_.store(true);
+    return static_cast<std::uint64_t>(sqlite3_changes(writer_));
+  }
+
+  Result<std::optional<std::string>> GetState(std::string_view key) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "SELECT value FROM state WHERE key=?"));
+    BindText(stmt.get(), 1, key);
+    int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) return std::optional<std::string>(ColumnText(stmt.get(), 0));
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    return tl::unexpected(SqliteError(writer_, "read state"));
+  }
+
+  Status SetState(std::string_view key, std::string_view value) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(
+        writer_, "INSERT INTO state(key, value) VALUES(?,?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+    BindText(stmt.get(), 1, key);
+    BindText(stmt.get(), 2, value);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "save state"));
+    }
+    dirty_.store(true);
+    return Ok();
+  }
+
+  Status DeleteState(std::string_view key) override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "DELETE FROM state WHERE key=?"));
+    BindText(stmt.get(), 1, key);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "delete state"));
+    }
+    return Ok();
+  }
+
+  Status Close() override {
+    {
+      std::lock_guard lock(fsync_mutex_);
+      stopping_ = true;
+    }
+    fsync_wake_.notify_all();
+    if (fsync_thread_.joinable()) fsync_thread_.join();
+
+    std::lock_guard lock(write_mutex_);
+    if (!open_) return Ok();
+    open_ = false;
+    {
+      std::lock_guard readers_lock(readers_mutex_);
+      for (auto& reader : readers_) {
+        reader->select_changes.Finalize();
+        sqlite3_close(reader->db);
+      }
+      readers_.clear();
+      idle_readers_.clear();
+    }
+    insert_change_.Finalize();
+    set_checkpoint_.Finalize();
+    if (wal_fd_ >= 0) {
+      ::close(wal_fd_);
+      wal_fd_ = -1;
+    }
+    int rc = sqlite3_close(writer_);
+    writer_ = nullptr;
+    if (rc != SQLITE_OK) return MakeError(ErrorCode::kIo, "change log: close failed");
+    return Ok();
+  }
+
+ private:
+  // One caller's appends, waiting for a group commit.
+  struct Job {
+    const Change* single = nullptr;
+    const std::vector<LoggedChange>* many = nullptr;
+    std::string requeue_replicator;  // non-empty: move these dead letters back into the log
+    std::vector<std::uint64_t> sequences;
+    Status status = Ok();
+    bool done = false;  // guarded by queue_mutex_
+  };
+
+  Status CheckOpen() const {
+    if (!open_ || !writer_) return MakeError(ErrorCode::kUnavailable, "change log is closed");
+    return Ok();
+  }
+
+  // REQUIRES: write_mutex_ held.
+  Result<std::int64_t> QueryInt(const char* sql) {
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, sql));
+    if (sqlite3_step(stmt.get()) != SQLITE_ROW) return tl::unexpected(SqliteError(writer_, sql));
+    return static_cast<std::int64_t>(sqlite3_column_int64(stmt.get(), 0));
+  }
+
+  Status Submit(Job& job) {
+    std::unique_lock lock(queue_mutex_);
+    queue_.push_back(&job);
+    while (!job.done) {
+      if (committing_) {
+        queue_changed_.wait(lock);
+        continue;
+      }
+      committing_ = true;
+      std::vector<Job*> group;
+      group.swap(queue_);
+      lock.unlock();
+      CommitGroup(group);
+      lock.lock();
+      for (Job* member : group) member->done = true;
+      committing_ = false;
+      queue_changed_.notify_all();
+    }
+    return job.status;
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status InsertChange(std::uint64_t sequence, const Change& change, std::string_view replicator,
+                      std::string_view destination) {
+    Encoded encoded = Encode(change);
+    sqlite3_stmt* stmt = insert_change_.get();
+    ResetOnExit reset{stmt};
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(sequence));
+    BindText(stmt, 2, change.resource);
+    BindText(stmt, 3, change.id);
+    sqlite3_bind_int64(stmt, 4, static_cast<sqlite3_int64>(change.revision));
+    BindText(stmt, 5, ActionName(change.action));
+    BindOptionalText(stmt, 6, encoded.before, encoded.has_before);
+    BindOptionalText(stmt, 7, encoded.after, encoded.has_after);
+    sqlite3_bind_int64(stmt, 8, change.timestamp_ms);
+    if (replicator.empty()) {
+      sqlite3_bind_null(stmt, 9);
+    } else {
+      BindText(stmt, 9, replicator);
+    }
+    if (destination.empty()) {
+      sqlite3_bind_null(stmt, 10);
+    } else {
+      BindText(stmt, 10, destination);
+    }
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "append"));
+    }
+    return Ok();
+  }
+
+  // REQUIRES: write_mutex_ held.
+  Result<std::vector<DeadLetter>> SelectDeadLetters(std::string_view replicator,
+                                                    std::size_t limit) {
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(
+        writer_,
+        "SELECT id, replicator, seq, resource, record_id, revision, action, before_json, "
+        "after_json, ts, destination, reason, error, attempts, failed_at FROM dead_letters "
+        "WHERE replicator=? ORDER BY id LIMIT ?"));
+    BindText(stmt.get(), 1, replicator);
+    sqlite3_bind_int64(stmt.get(), 2,
+                       limit ? static_cast<sqlite3_int64>(limit) : INT64_MAX);
+    std::vector<DeadLetter> letters;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      sqlite3_stmt* s = stmt.get();
+      DeadLetter letter;
+      letter.id = sqlite3_column_int64(s, 0);
+      letter.replicator = ColumnText(s, 1);
+      letter.sequence = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
+      letter.change = ReadChangeColumns(s, 3);
+      letter.destination = ColumnText(s, 10);
+      letter.reason = ColumnText(s, 11);
+      letter.error = ColumnText(s, 12);
+      letter.attempts = sqlite3_column_int(s, 13);
+      letter.failed_at_ms = sqlite3_column_int64(s, 14);
+      letters.push_back(std::move(letter));
+    }
+    if (rc != SQLITE_DONE) return tl::unexpected(SqliteError(writer_, "list dead letters"));
+    return letters;
+  }
+
+  // Commits every job of the group in one transaction and fills in their results.
+  void CommitGroup(std::vector<Job*>& group) {
+    std::lock_guard lock(write_mutex_);
+    Status status = CheckOpen();
+    std::uint64_t first_sequence = next_sequence_;
+    if (status) status = Exec(writer_, "BEGIN IMMEDIATE");
+    if (status) {
+      for (Job* job : group) {
+        job->sequences.clear();
+        if (job->single) {
+          std::uint64_t sequence = next_sequence_++;
+          status = InsertChange(sequence, *job->single, {}, {});
+          job->sequences.push_back(sequence);
+        } else if (job->many) {
+          for (const LoggedChange& logged : *job->many) {
+            std::uint64_t sequence = next_sequence_++;
+            status = InsertChange(sequence, logged.change, logged.only_replicator,
+                                  logged.only_destination);
+            if (!status) break;
+            job->sequences.push_back(sequence);
+          }
+        } else if (!job->requeue_replicator.empty()) {
+          status = RequeueInTransaction(*job);
+        }
+        if (!status) break;
+      }
+      if (status) status = Exec(writer_, "COMMIT");
+      if (!status) (void)Exec(writer_, "ROLLBACK");
+    }
+    if (!status) {
+      next_sequence_ = first_sequence;  // nothing of the group was stored
+      for (Job* job : group) {
+        job->status = status;
+        job->sequences.clear();
+      }
+      return;
+    }
+    for (Job* job : group) job->status = Ok();
+    {
+      std::lock_guard appended_lock(appended_mutex_);
+      last_sequence_.store(next_sequence_ - 1);
+    }
+    appended_.notify_all();
+    dirty_.store(true);
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status RequeueInTransaction(Job& job) {
+    S3DB_ASSIGN_OR_RETURN(std::vector<DeadLetter> letters,
+                          SelectDeadLetters(job.requeue_replicator, 0));
+    for (const DeadLetter& letter : letters) {
+      std::uint64_t sequence = next_sequence_++;
+      S3DB_RETURN_IF_ERROR(
+          InsertChange(sequence, letter.change, letter.replicator, letter.destination));
+      job.sequences.push_back(sequence);
+    }
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "DELETE FROM dead_letters WHERE replicator=? "
+                                               "AND id <= ?"));
+    BindText(stmt.get(), 1, job.requeue_replicator);
+    sqlite3_bind_int64(stmt.get(), 2, letters.empty() ? 0 : letters.back().id);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "requeue dead letters"));
+    }
+    return Ok();
+  }
+
+  Result<Reader*> AcquireReader() {
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!open_) return MakeError(ErrorCode::kUnavailable, "change log is closed");
+      if (!idle_readers_.empty()) {
+        Reader* reader = idle_readers_.back();
+        idle_readers_.pop_back();
+        return reader;
+      }
+    }
+    auto reader = std::make_unique<Reader>();
+    S3DB_ASSIGN_OR_RETURN(reader->db, OpenConnection(options_.path, false, options_.fsync));
+    if (auto status = reader->select_changes.Prepare(reader->db, kSelectChanges); !status) {
+      sqlite3_close(reader->db);
+      return tl::unexpected(status.error());
+    }
+    std::lock_guard lock(readers_mutex_);
+    readers_.push_back(std::move(reader));
+    return readers_.back().get();
+  }
+
+  void ReleaseReader(Reader* reader) {
+    std::lock_guard lock(readers_mutex_);
+    if (open_) idle_readers_.push_back(reader);
+  }
+
+  // kBatch: commits are in the WAL file (safe from a process crash); this makes them safe from
+  // an OS crash within fsync_interval.
+  void FsyncLoop() {
+    std::string wal_path = options_.path + "-wal";
+    std::unique_lock lock(fsync_mutex_);
+    while (!stopping_) {
+      fsync_wake_.wait_for(lock, options_.fsync_interval, [&] { return stopping_; });
+      if (!dirty_.exchange(false)) continue;
+      if (wal_fd_ < 0) wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) != 0) {
+        ::close(wal_fd_);
+        wal_fd_ = -1;
+        dirty_.store(true);
+      }
+    }
+    if (wal_fd_ >= 0 && dirty_.exchange(false)) (void)::fdatasync(wal_fd_);
+  }
+
+  SqliteChangeLogOptions options_;
+
+  std::mutex write_mutex_;  // guards writer_, its statements, next_sequence_, open_ (writes)
+  sqlite3* writer_ = nullptr;
+  Statement insert_change_;
+  Statement set_checkpoint_;
+  std::uint64_t next_sequence_ = 1;
+  std::atomic<bool> open_{false};
+
+  std::mutex queue_mutex_;  // guards queue_, committing_ and Job::done
+  std::condition_variable queue_changed_;
+  std::vector<Job*> queue_;
+  bool committing_ = false;
+
+  std::mutex appended_mutex_;  // pairs with appended_ for WaitForAppend
+  std::condition_variable appended_;
+  std::atomic<std::uint64_t> last_sequence_{0};
+
+  std::mutex readers_mutex_;  // guards readers_ and idle_readers_
+  std::vector<std::unique_ptr<Reader>> readers_;
+  std::vector<Reader*> idle_readers_;
+
+  std::mutex fsync_mutex_;  // guards stopping_ and wal_fd_
+  std::condition_variable fsync_wake_;
+  bool stopping_ = false;
+  int wal_fd_ = -1;
+  std::atomic<bool> dirty_{false};
+  std::thread fsync_thread_;
+};
+
+}  // namespace
+
+Result<FsyncPolicy> ParseFsyncPolicy(std::string_view name) {
+  if (name == "always") return FsyncPolicy::kAlways;
+  if (name == "batch") return FsyncPolicy::kBatch;
+  if (name == "off") return FsyncPolicy::kOff;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "fsync: '" + std::string(name) + "' is not one of always, batch, off");
+}
+
+Result<std::unique_ptr<ChangeLog>> OpenSqliteChangeLog(const SqliteChangeLogOptions& options) {
+  auto log = std::make_unique<SqliteChangeLog>(options);
+  S3DB_RETURN_IF_ERROR(log->Open());
+  return std::unique_ptr<ChangeLog>(std::move(log));
+}
+
+}  // namespace s3db::replicator

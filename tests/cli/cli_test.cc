@@ -1,0 +1,646 @@
+// The s3db binary, run as a user would: in a temporary folder, with arguments, standard input
+// and environment, checking exit codes, standard output and standard error.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/http_client.h"
+#include "s3db/json.h"
+#include "test_util.h"
+
+namespace s3db {
+namespace {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream input(text);
+  std::string line;
+  while (std::getline(input, line)) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
+}
+
+// A child process running the CLI in `folder`, with pipes for its three standard streams.
+class CliProcess {
+ public:
+  CliProcess(const std::string& folder, const std::vector<std::string>& args,
+             const std::map<std::string, std::string>& env = {}) {
+    int in[2], out[2], err[2];
+    EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::chdir(folder.c_str()) != 0) ::_exit(126);
+      ::unsetenv("S3DB_CONNECTION");
+      ::unsetenv("S3DB_CONFIG");
+      for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(S3DB_CLI_PATH));
+      for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+      argv.push_back(nullptr);
+      ::execv(S3DB_CLI_PATH, argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    stderr_ = err[0];
+  }
+
+  ~CliProcess() {
+    if (pid_ > 0 && !waited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {stdin_, stdout_, stderr_}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void WriteInputAndClose(const std::string& text) {
+    std::size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::write(stdin_, text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(stdin_);
+    stdin_ = -1;
+  }
+
+  // Reads standard output until it holds a full line or `timeout` passes.
+  std::string ReadLine(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out_.find('\n') == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return "";
+      pollfd poll_fd{stdout_, POLLIN, 0};
+      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buffer[4096];
+      ssize_t n = ::read(stdout_, buffer, sizeof buffer);
+      if (n <= 0) return "";
+      out_.append(buffer, static_cast<std::size_t>(n));
+    }
+    std::size_t end = out_.find('\n');
+    std::string line = out_.substr(0, end);
+    out_.erase(0, end + 1);
+    return line;
+  }
+
+  void Signal(int number) { ::kill(pid_, number); }
+
+  // Reads both outputs to their end and waits for the exit code.
+  CliResult Finish(std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    if (stdin_ >= 0) {
+      ::close(stdin_);
+      stdin_ = -1;
+    }
+    CliResult result;
+    result.out = out_;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool out_open = true, err_open = true;
+    while ((out_open || err_open) && std::chrono::steady_clock::now() < deadline) {
+      pollfd fds[2] = {{stdout_, POLLIN, 0}, {stderr_, POLLIN, 0}};
+      if (::poll(fds, 2, 200) <= 0) continue;
+      char buffer[8192];
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
+        ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+        if (n <= 0) {
+          (i == 0 ? out_open : err_open) = false;
+          continue;
+        }
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+      }
+    }
+    if (out_open || err_open) {
+      ::kill(pid_, SIGKILL);
+      ADD_FAILURE() << "the CLI did not finish in time";
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    waited_ = true;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return result;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool waited_ = false;
+  int stdin_ = -1, stdout_ = -1, stderr_ = -1;
+  std::string out_;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  CliResult Run(const std::vector<std::string>& args, const std::string& input = "",
+                const std::map<std::string, std::string>& env = {}) {
+    CliProcess process(dir_.str(), args, env);
+    process.WriteInputAndClose(input);
+    return process.Finish();
+  }
+
+  void WriteFile(const std::string& name, const std::string& text) {
+    std::ofstream file(dir_.path() / name, std::ios::binary);
+    file << text;
+  }
+
+  JsonObject ParseObject(const std::string& text) {
+    auto object = ParseJsonObject(text);
+    EXPECT_TRUE(object.has_value()) << text;
+    return object ? *object : JsonObject();
+  }
+
+  testing::TempDir dir_;
+};
+
+std::string Describe(const CliResult& result) {
+  return "exit " + std::to_string(result.exit_code) + "\nstdout: " + result.out +
+         "\nstderr: " + result.err;
+}
+
+TEST_F(CliTest, HelpListsTheCommands) {
+  CliResult result = Run({"--help"});
+  EXPECT_EQ(result.exit_code, 0) << Describe(result);
+  for (const char* command : {"resource", "insert", "get", "update", "delete", "list", "query",
+                              "import", "run", "replicators", "dlq", "--connection", "--config"}) {
+    EXPECT_NE(result.out.find(command), std::string::npos) << command;
+  }
+  result = Run({"import", "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("--upsert"), std::string::npos);
+}
+
+TEST_F(CliTest, UnknownCommandFailsWithUsage) {
+  CliResult result = Run({"frobnicate"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_FALSE(result.err.empty());
+}
+
+TEST_F(CliTest, ResourceCreateAndList) {
+  CliResult created = Run({"resource", "create", "users", "--attributes",
+                           R"({"name":"string|required","age":"number"})", "--timestamps"});
+  ASSERT_EQ(created.exit_code, 0) << Describe(created);
+  JsonObject definition = ParseObject(Lines(created.out).at(0));
+  EXPECT_EQ(definition.at("name"), Json("users"));
+  EXPECT_EQ(definition.at("timestamps"), Json(true));
+  ASSERT_EQ(Run({"resource", "create", "tags", "--id-size", "8"}).exit_code, 0);
+
+  CliResult listed = Run({"resource", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << Describe(listed);
+  std::vector<std::string> lines = Lines(listed.out);
+  ASSERT_EQ(lines.size(), 2u) << listed.out;
+  EXPECT_NE(listed.out.find("\"name\":\"users\""), std::string::npos);
+  EXPECT_NE(listed.out.find("\"idSize\":8"), std::string::npos);
+
+  CliResult bad = Run({"resource", "create", "x", "--attributes", R"({"a":"numbr"})"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("numbr"), std::string::npos) << bad.err;
+}
+
+TEST_F(CliTest, RecordRoundTrip) {
+  ASSERT_EQ(Run({"resource", "create", "users", "--attributes", R"({"name":"string|required"})"})
+                .exit_code,
+            0);
+  CliResult inserted = Run({"insert", "users", R"({"id":"u1","name":"Ann","n":9007199254740993})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+  EXPECT_EQ(ParseObject(inserted.out).at("n"), Json(9007199254740993LL));
+
+  CliResult from_stdin = Run({"insert", "users", "-"}, R"({"id":"u2","name":"Bob","age":17})");
+  ASSERT_EQ(from_stdin.exit_code, 0) << Describe(from_stdin);
+
+  CliResult got = Run({"get", "users", "u1"});
+  ASSERT_EQ(got.exit_code, 0) << Describe(got);
+  EXPECT_EQ(ParseObject(got.out).at("name"), Json("Ann"));
+
+  CliResult updated = Run({"update", "users", "u1", R"({"age":30})"});
+  ASSERT_EQ(updated.exit_code, 0) << Describe(updated);
+  EXPECT_EQ(ParseObject(updated.out).at("age"), Json(30));
+  EXPECT_EQ(ParseObject(updated.out).at("_rev"), Json(2));
+
+  CliResult listed = Run({"list", "users"});
+  ASSERT_EQ(listed.exit_code, 0);
+  EXPECT_EQ(Lines(listed.out).size(), 2u);
+  EXPECT_EQ(Lines(Run({"list", "users", "--limit", "1"}).out).size(), 1u);
+  std::vector<std::string> offset = Lines(Run({"list", "users", "--offset", "1"}).out);
+  ASSERT_EQ(offset.size(), 1u);
+  EXPECT_EQ(ParseObject(offset[0]).at("id"), Json("u2"));
+
+  CliResult adults = Run({"query", "users", R"({"age":{"$gte":18}})"});
+  ASSERT_EQ(adults.exit_code, 0) << Describe(adults);
+  std::vector<std::string> adult_lines = Lines(adults.out);
+  ASSERT_EQ(adult_lines.size(), 1u);
+  EXPECT_EQ(ParseObject(adult_lines[0]).at("id"), Json("u1"));
+
+  CliResult deleted = Run({"delete", "users", "u1"});
+  ASSERT_EQ(deleted.exit_code, 0) << Describe(deleted);
+  CliResult missing = Run({"get", "users", "u1"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
+  EXPECT_TRUE(missing.out.empty());
+}
+
+TEST_F(CliTest, BadJsonAndValidationErrorsFail) {
+  ASSERT_EQ(Run({"resource", "create", "users", "--attributes", R"({"name":"string|required"})"})
+                .exit_code,
+            0);
+  CliResult bad = Run({"insert", "users", "{bad"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("invalid JSON"), std::string::npos) << bad.err;
+  CliResult trailing = Run({"insert", "users", R"({"name":"a"} extra)"});
+  EXPECT_NE(trailing.exit_code, 0);
+  CliResult invalid = Run({"insert", "users", R"({"age":3})"});
+  EXPECT_NE(invalid.exit_code, 0);
+  EXPECT_NE(invalid.err.find("name"), std::string::npos) << invalid.err;
+  CliResult unknown = Run({"list", "nosuch"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("nosuch"), std::string::npos);
+}
+
+TEST_F(CliTest, ImportsJsonArrayJsonLinesAndCsv) {
+  ASSERT_EQ(Run({"resource", "create", "people", "--attributes",
+                 R"({"name":"string|required","age":"number","zip":"string"})"})
+                .exit_code,
+            0);
+  std::string array = "[\n";
+  for (int i = 0; i < 120; ++i) {
+    array += std::string(i ? ",\n" : "") + R"({"id":"a)" + std::to_string(i) +
+             R"(","name":"n)" + std::to_string(i) + R"(","age":)" + std::to_string(i) + "}";
+  }
+  array += "\n]\n";
+  WriteFile("people.json", array);
+  CliResult json = Run({"import", "people.json", "--resource", "people", "--batch-size", "50"});
+  ASSERT_EQ(json.exit_code, 0) << Describe(json);
+  EXPECT_NE(json.out.find("imported 120, failed 0"), std::string::npos) << json.out;
+
+  WriteFile("more.jsonl", R"({"id":"j1","name":"J1"})" "\n\n" R"({"id":"j2","name":"J2"})" "\n");
+  CliResult jsonl = Run({"import", "more.jsonl", "-r", "people"});
+  ASSERT_EQ(jsonl.exit_code, 0) << Describe(jsonl);
+  EXPECT_NE(jsonl.out.find("imported 2, failed 0"), std::string::npos);
+
+  WriteFile("rows.csv",
+            "id,name,age,zip\r\n"
+            "c1,\"Smith, \"\"Jo\"\"\",41,01234\r\n"
+            "c2,\"two\nlines\",,99\r\n");
+  CliResult csv = Run({"import", "rows.csv", "-r", "people"});
+  ASSERT_EQ(csv.exit_code, 0) << Describe(csv);
+  EXPECT_NE(csv.out.find("imported 2, failed 0"), std::string::npos) << csv.out;
+  JsonObject c1 = ParseObject(Run({"get", "people", "c1"}).out);
+  EXPECT_EQ(c1.at("name"), Json("Smith, \"Jo\""));
+  EXPECT_EQ(c1.at("age"), Json(41));
+  EXPECT_EQ(c1.at("zip"), Json("01234"));
+  JsonObject c2 = ParseObject(Run({"get", "people", "c2"}).out);
+  EXPECT_EQ(c2.at("name"), Json("two\nlines"));
+  EXPECT_FALSE(c2.contains("age"));
+  EXPECT_EQ(c2.at("zip"), Json("99"));
+
+  CliResult piped = Run({"import", "-", "-r", "people", "--format", "ndjson"},
+                        R"({"id":"s1","name":"S"})" "\n");
+  ASSERT_EQ(piped.exit_code, 0) << Describe(piped);
+  EXPECT_EQ(Lines(Run({"list", "people"}).out).size(), 125u);
+
+  CliResult again = Run({"import", "more.jsonl", "-r", "people"});
+  EXPECT_NE(again.exit_code, 0);  // the ids exist
+  EXPECT_NE(again.out.find("imported 0, failed 2"), std::string::npos) << again.out;
+  WriteFile("upsert.jsonl", R"({"id":"j1","age":5})" "\n");
+  CliResult upsert = Run({"import", "upsert.jsonl", "-r", "people", "--upsert"});
+  ASSERT_EQ(upsert.exit_code, 0) << Describe(upsert);
+  JsonObject j1 = ParseObject(Run({"get", "people", "j1"}).out);
+  EXPECT_EQ(j1.at("age"), Json(5));
+  EXPECT_EQ(j1.at("name"), Json("J1"));
+}
+
+TEST_F(CliTest, MalformedImportNamesFileAndLine) {
+  ASSERT_EQ(Run({"resource", "create", "t"}).exit_code, 0);
+  WriteFile("bad.jsonl", R"({"id":"1"})" "\n" R"({"id":)" "\n" R"({"id":"3"})" "\n");
+  CliResult jsonl = Run({"import", "bad.jsonl", "-r", "t"});
+  EXPECT_NE(jsonl.exit_code, 0);
+  EXPECT_NE(jsonl.out.find("imported 2, failed 1"), std::string::npos) << Describe(jsonl);
+  EXPECT_NE(jsonl.err.find("bad.jsonl: line 2:"), std::string::npos) << jsonl.err;
+
+  WriteFile("open.csv", "id,text\nk1,ok\nk2,\"never closed\nk3,x\n");
+  CliResult csv = Run({"import", "open.csv", "-r", "t"});
+  EXPECT_NE(csv.exit_code, 0);
+  EXPECT_NE(csv.err.find("open.csv: line 3: the quoted field that starts here is never closed"),
+            std::string::npos)
+      << csv.err;
+  EXPECT_NE(csv.out.find("imported 1"), std::string::npos);
+
+  WriteFile("open.json", "[\n{\"id\":\"a\"},\n{\"id\":\"b\"}\n");
+  CliResult json = Run({"import", "open.json", "-r", "t"});
+  EXPECT_NE(json.exit_code, 0);
+  EXPECT_NE(json.err.find("open.json: line"), std::string::npos) << json.err;
+  EXPECT_NE(json.err.find("not closed"), std::string::npos) << json.err;
+
+  WriteFile("data.txt", "{}");
+  CliResult unknown = Run({"import", "data.txt", "-r", "t"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("--format"), std::string::npos);
+}
+
+TEST_F(CliTest, SecretsInConnectionStringsAreNeverPrinted) {
+  const std::string secret = "TOPSECRET";
+  const std::string connection = "http://KEY:" + secret + "@127.0.0.1:1/bucket";
+  std::vector<CliResult> results;
+  results.push_back(Run({"--connection", connection, "list", "users"}));
+  results.push_back(Run({"list", "users"}, "", {{"S3DB_CONNECTION", connection}}));
+  results.push_back(Run({"--connection", connection, "insert", "users", "{}"}));
+  results.push_back(Run({"--connection", connection, "nosuchcommand"}));
+  WriteFile("c.yaml", "connection: " + connection + "\n");
+  results.push_back(Run({"-c", "c.yaml", "resource", "list"}));
+  for (const CliResult& result : results) {
+    EXPECT_NE(result.exit_code, 0) << Describe(result);
+    EXPECT_EQ(result.out.find(secret), std::string::npos) << result.out;
+    EXPECT_EQ(result.err.find(secret), std::string::npos) << result.err;
+  }
+  EXPECT_NE(results[0].err.find("***"), std::string::npos) << results[0].err;
+}
+
+TEST_F(CliTest, ConfigErrorsNameFileLineAndPath) {
+  WriteFile("bad.yaml", "connection: file://./d\nresources:\n  users:\n    atributes: {}\n");
+  CliResult result = Run({"-c", "bad.yaml", "resource", "list"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("bad.yaml:4:5: resources.users.atributes: unknown key"),
+            std::string::npos)
+      << result.err;
+
+  WriteFile("syntax.yaml", "connection: [file\n");
+  result = Run({"-c", "syntax.yaml", "resource", "list"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("syntax.yaml:"), std::string::npos) << result.err;
+
+  WriteFile("driver.yaml",
+            "connection: file://./d\nreplicator:\n  replicators:\n    - driver: nope\n"
+            "      resources: [users]\n");
+  result = Run({"-c", "driver.yaml", "replicators", "list"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("driver.yaml:4:7: replicator.replicators[0].driver"),
+            std::string::npos)
+      << result.err;
+
+  result = Run({"-c", "missing.yaml", "resource", "list"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("missing.yaml"), std::string::npos);
+}
+
+const char* kReplicatedConfig = R"(connection: file://./data
+resources:
+  users: { attributes: { name: "string|required", age: number } }
+replicator:
+  replicators:
+    - driver: s3db
+      id: backup
+      resources:
+        users:
+          resource: people
+          actions: [insert, update]
+          transform: |
+            function(data)
+              if data.name == "boom" then error("cannot take " .. data.id) end
+              data.full = data.name .. "!"
+              data.hash = md5(data.name)
+              return data
+            end
+          shouldReplicate: |
+            function(data, action) return data.age == nil or data.age >= 18 end
+      config: { connectionString: file://./backup }
+http: { listen: "127.0.0.1:0" }
+)";
+
+TEST_F(CliTest, ImportWithConfigReplicatesThroughLua) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  WriteFile("u.jsonl", R"({"id":"a","name":"Ann","age":30})" "\n"
+                       R"({"id":"b","name":"Kid","age":9})" "\n"
+                       R"({"id":"c","name":"Cy"})" "\n");
+  CliResult imported = Run({"-c", "c.yaml", "import", "u.jsonl", "-r", "users"});
+  ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
+  EXPECT_NE(imported.out.find("imported 3, failed 0"), std::string::npos) << imported.out;
+  EXPECT_NE(imported.out.find("replicator backup (s3db): delivered 2, filtered 1, failed 0"),
+            std::string::npos)
+      << imported.out;
+
+  CliResult copied = Run({"--connection", "file://./backup", "list", "people"});
+  ASSERT_EQ(copied.exit_code, 0) << Describe(copied);
+  std::vector<std::string> lines = Lines(copied.out);
+  ASSERT_EQ(lines.size(), 2u) << copied.out;
+  JsonObject first = ParseObject(lines[0]);
+  EXPECT_EQ(first.at("id"), Json("a"));
+  EXPECT_EQ(first.at("full"), Json("Ann!"));
+  EXPECT_EQ(first.at("hash"), Json("82e335f7ac0e0e412b2ae15abe662110"));  // md5("Ann")
+
+  CliResult listed = Run({"-c", "c.yaml", "replicators", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << Describe(listed);
+  EXPECT_NE(listed.out.find("\"id\":\"backup\""), std::string::npos);
+}
+
+TEST_F(CliTest, FailingTransformGoesToTheDeadLetterQueue) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"x","name":"boom"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+
+  CliResult letters = Run({"-c", "c.yaml", "dlq", "list", "backup"});
+  ASSERT_EQ(letters.exit_code, 0) << Describe(letters);
+  ASSERT_EQ(Lines(letters.out).size(), 1u) << letters.out;
+  EXPECT_NE(letters.out.find("Transform function failed for resource 'users'"),
+            std::string::npos)
+      << letters.out;
+  EXPECT_NE(letters.out.find("cannot take x"), std::string::npos);
+
+  CliResult purged = Run({"-c", "c.yaml", "dlq", "purge", "backup"});
+  ASSERT_EQ(purged.exit_code, 0) << Describe(purged);
+  EXPECT_NE(purged.out.find("\"purged\":1"), std::string::npos) << purged.out;
+  EXPECT_TRUE(Lines(Run({"-c", "c.yaml", "dlq", "list", "backup"}).out).empty());
+
+  CliResult unknown = Run({"-c", "c.yaml", "dlq", "list", "nosuch"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("Replicator not found: nosuch"), std::string::npos) << unknown.err;
+}
+
+TEST_F(CliTest, DisablingAReplicatorIsRemembered) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliResult disabled = Run({"-c", "c.yaml", "replicators", "disable", "backup"});
+  ASSERT_EQ(disabled.exit_code, 0) << Describe(disabled);
+  CliResult stats = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
+  ASSERT_EQ(stats.exit_code, 0) << Describe(stats);
+  EXPECT_EQ(ParseObject(stats.out).at("state"), Json("disabled"));
+  ASSERT_EQ(Run({"-c", "c.yaml", "replicators", "enable", "backup"}).exit_code, 0);
+  stats = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
+  EXPECT_EQ(ParseObject(stats.out).at("state"), Json("running")) << stats.out;
+}
+
+TEST_F(CliTest, ReplicatorCommandsNeedAReplicatorSection) {
+  WriteFile("plain.yaml", "connection: file://./data\n");
+  CliResult result = Run({"-c", "plain.yaml", "replicators", "list"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("no 'replicator' section"), std::string::npos) << result.err;
+}
+
+Result<net::HttpResponse> HttpGet(net::HttpClient& client, const std::string& url) {
+  net::HttpRequest request;
+  request.url = url;
+  request.timeout = std::chrono::seconds(10);
+  return client.Send(request);
+}
+
+TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string line = service.ReadLine(std::chrono::seconds(30));
+  const std::string prefix = "s3db run: listening on ";
+  ASSERT_EQ(line.rfind(prefix, 0), 0u) << line << "\n" << Describe(service.Finish());
+  std::string url = line.substr(prefix.size());
+  auto http = net::NewHttpClient();
+
+  // Writes through the CLI with the same config go to the running service.
+  CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"r1","name":"Run"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+  WriteFile("two.jsonl", R"({"id":"r2","name":"Two","age":40})" "\n"
+                         R"({"id":"r3","name":"Three","age":3})" "\n");
+  CliResult imported = Run({"-c", "c.yaml", "import", "two.jsonl", "-r", "users"});
+  ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
+  EXPECT_NE(imported.out.find("imported 2, failed 0"), std::string::npos);
+
+  // Delivered by the service's replicator.
+  JsonObject stats;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    CliResult answer = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
+    ASSERT_EQ(answer.exit_code, 0) << Describe(answer);
+    stats = ParseObject(answer.out);
+    if (stats.at("delivered") == Json(2) && stats.at("filtered") == Json(1)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(stats.at("delivered"), Json(2)) << ToJson(stats);
+  EXPECT_EQ(stats.at("filtered"), Json(1)) << ToJson(stats);
+
+  auto health = HttpGet(*http, url + "/health");
+  ASSERT_TRUE(health.has_value()) << health.error().message;
+  EXPECT_EQ(health->status, 200);
+  JsonObject health_body = ParseObject(health->body);
+  EXPECT_EQ(health_body.at("status"), Json("ok"));
+  EXPECT_EQ(ToJson(health_body.at("replicators").get_array().at(0).get_object().at("state")),
+            "\"running\"");
+
+  auto metrics = HttpGet(*http, url + "/metrics");
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->Header("content-type").find("text/plain"), std::string::npos);
+  for (const char* expected :
+       {"s3db_up 1\n", "# TYPE s3db_replicator_delivered_total counter\n",
+        "s3db_replicator_delivered_total{replicator=\"backup\",driver=\"s3db\"} 2\n",
+        "s3db_replicator_filtered_total{replicator=\"backup\",driver=\"s3db\"} 1\n",
+        "s3db_replicator_dead_letters{replicator=\"backup\",driver=\"s3db\"} 0\n",
+        "s3db_replicator_lag_changes{replicator=\"backup\",driver=\"s3db\"} 0\n",
+        "s3db_replicator_state{replicator=\"backup\",driver=\"s3db\",state=\"running\"} 1\n"}) {
+    EXPECT_NE(metrics->body.find(expected), std::string::npos) << expected << metrics->body;
+  }
+
+  // A second service on the same state is refused.
+  CliResult second = Run({"-c", "c.yaml", "run", "--listen", "127.0.0.1:0"});
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.err.find("another s3db process"), std::string::npos) << second.err;
+
+  // tail sees a change made while it follows.
+  CliProcess tail(dir_.str(), {"-c", "c.yaml", "replicators", "tail", "--count", "1",
+                               "--timeout", "20"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(Run({"-c", "c.yaml", "update", "users", "r1", R"({"age":50})"}).exit_code, 0);
+  CliResult tailed = tail.Finish();
+  ASSERT_EQ(tailed.exit_code, 0) << Describe(tailed);
+  ASSERT_EQ(Lines(tailed.out).size(), 1u) << tailed.out;
+  JsonObject change = ParseObject(Lines(tailed.out)[0]);
+  EXPECT_EQ(change.at("changeId"), Json("users:r1:2"));
+  EXPECT_EQ(change.at("action"), Json("update"));
+
+  service.Signal(SIGTERM);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+  EXPECT_NE(stopped.out.find("s3db run: stopped"), std::string::npos) << stopped.out;
+
+  CliResult copied = Run({"--connection", "file://./backup", "get", "people", "r1"});
+  ASSERT_EQ(copied.exit_code, 0) << Describe(copied);
+  EXPECT_EQ(ParseObject(copied.out).at("full"), Json("Run!"));
+  EXPECT_EQ(ParseObject(copied.out).at("age"), Json(50));
+}
+
+TEST_F(CliTest, RunReportsAPausedReplicatorAsUnhealthyWithoutSecrets) {
+  WriteFile("c.yaml", R"(connection: file://./data
+resources:
+  users: {}
+replicator:
+  retryBaseMs: 10
+  maxBackoffMs: 200
+  replicators:
+    - driver: s3db
+      id: down
+      resources: [users]
+      config: { connectionString: "http://KEY:TOPSECRET@127.0.0.1:1/bucket" }
+http: { listen: "127.0.0.1:0" }
+)");
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "--log-level", "debug", "run"});
+  std::string line = service.ReadLine(std::chrono::seconds(30));
+  const std::string prefix = "s3db run: listening on ";
+  ASSERT_EQ(line.rfind(prefix, 0), 0u) << line << "\n" << Describe(service.Finish());
+  std::string url = line.substr(prefix.size());
+  auto http = net::NewHttpClient();
+
+  CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"a"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+
+  Result<net::HttpResponse> health = MakeError(ErrorCode::kInternal, "not asked");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    health = HttpGet(*http, url + "/health");
+    ASSERT_TRUE(health.has_value()) << health.error().message;
+    if (health->status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(health->status, 503) << health->body;
+  EXPECT_NE(health->body.find("\"status\":\"unhealthy\""), std::string::npos) << health->body;
+  EXPECT_NE(health->body.find("\"state\":\"paused\""), std::string::npos) << health->body;
+  EXPECT_EQ(health->body.find("TOPSECRET"), std::string::npos) << health->body;
+
+  auto metrics = HttpGet(*http, url + "/metrics");
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_NE(metrics->body.find(
+                "s3db_replicator_state{replicator=\"down\",driver=\"s3db\",state=\"paused\"} 1"),
+            std::string::npos)
+      << metrics->body;
+  CliResult stats = Run({"-c", "c.yaml", "replicators", "stats", "down"});
+  EXPECT_EQ(stats.exit_code, 0) << Describe(stats);
+  EXPECT_EQ(stats.out.find("TOPSECRET"), std::string::npos) << stats.out;
+
+  service.Signal(SIGINT);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+  EXPECT_EQ(stopped.err.find("TOPSECRET"), std::string::npos) << stopped.err;
+  EXPECT_EQ(stopped.out.find("TOPSECRET"), std::string::npos) << stopped.out;
+}
+
+}  // namespace
+}  // namespace s3db

@@ -178,11 +178,11 @@ int main(int argc, char** argv) {
     largest = std::max(largest, request.body_bytes);
     total_bytes += request.body_bytes;
   }
-  fmt::print("deliver ({}): {} rows of ~1 KiB in {:.2f} s = {:.0f} rows/s ({:.1f} MB/s), "
-             "batch {}, {} requests (limit {} bytes, largest {}, mean {})\n",
-             method, delivered, seconds, delivered / seconds, total_bytes / seconds / 1e6,
-             batch_size, data_requests, max_bytes, largest,
-             data_requests ? total_bytes / data_requests : 0);
+  fmt::print(
+      "deliver ({}): {} rows of ~1 KiB in {:.2f} s = {:.0f} rows/s ({:.1f} MB/s), "
+      "batch {}, {} requests (limit {} bytes, largest {}, mean {})\n",
+      method, delivered, seconds, delivered / seconds, total_bytes / seconds / 1e6, batch_size,
+      data_requests, max_bytes, largest, data_requests ? total_bytes / data_requests : 0);
   auto stored = fake.Rows("bench-project", "bench", "users").size();
   if (stored != static_cast<std::size_t>(rows) + 1) {
     fmt::print(stderr, "the fake stored {} rows, expected {}\n", stored, rows + 1);

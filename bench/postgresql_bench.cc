@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -146,9 +147,15 @@ void CheckDelivered(const std::vector<s3db::replicator::DeliveryResult>& results
 }
 
 // Seconds spent in Deliver for `changes` changes in batches of `batch_size`.
-double TimeDriver(PostgresqlDriver& driver, const std::string& table, std::size_t changes,
+struct Timing {
+  double seconds = 0;      // wall clock spent in Deliver
+  double cpu_seconds = 0;  // this process's CPU time spent in Deliver
+};
+
+// Time spent in Deliver for `changes` changes in batches of `batch_size`.
+Timing TimeDriver(PostgresqlDriver& driver, const std::string& table, std::size_t changes,
                   std::size_t batch_size) {
-  double seconds = 0;
+  Timing timing;
   std::vector<DeliveryItem> batch;
   for (std::size_t start = 0; start < changes; start += batch_size) {
     batch.clear();
@@ -156,11 +163,13 @@ double TimeDriver(PostgresqlDriver& driver, const std::string& table, std::size_
       batch.push_back(MakeChange(n, table));
     }
     auto began = Clock::now();
+    std::clock_t cpu_began = std::clock();
     auto results = driver.Deliver(batch, std::chrono::seconds(120));
-    seconds += std::chrono::duration<double>(Clock::now() - began).count();
+    timing.cpu_seconds += static_cast<double>(std::clock() - cpu_began) / CLOCKS_PER_SEC;
+    timing.seconds += std::chrono::duration<double>(Clock::now() - began).count();
     CheckDelivered(results);
   }
-  return seconds;
+  return timing;
 }
 
 std::string CsvField(const std::string& text) {
@@ -403,20 +412,20 @@ int main(int argc, char** argv) {
   struct Row {
     std::string mode;
     std::size_t batch;
-    double seconds;
+    Timing timing;
   };
   std::vector<Row> rows;
   for (const std::string mode : {"unnest", "copy"}) {
     for (std::size_t batch_size : {100, 1000}) {
       std::string table = fmt::format("{}_{}", mode, batch_size);
       auto driver = MakeDriver(url, schema, mode);
-      double seconds = TimeDriver(*driver, table, changes, batch_size);
+      Timing timing = TimeDriver(*driver, table, changes, batch_size);
       std::string count = Psql(url, "SELECT count(*) FROM " + schema + "." + table);
       if (count != std::to_string(changes)) {
         fmt::print(stderr, "{} rows in {}, expected {}\n", count, table, changes);
         return 1;
       }
-      rows.push_back(Row{mode, batch_size, seconds});
+      rows.push_back(Row{mode, batch_size, timing});
     }
   }
 
@@ -430,12 +439,13 @@ int main(int argc, char** argv) {
   std::remove(csv.c_str());
   double copy_rate = static_cast<double>(changes) / copy_seconds;
 
-  fmt::print("{:<8} {:>6} {:>10} {:>12} {:>10}\n", "mode", "batch", "seconds", "rows/s",
-             "vs \\copy");
+  fmt::print("{:<8} {:>6} {:>10} {:>12} {:>10} {:>12}\n", "mode", "batch", "seconds", "rows/s",
+             "vs \\copy", "client us/row");
   for (const Row& row : rows) {
-    double rate = static_cast<double>(changes) / row.seconds;
-    fmt::print("{:<8} {:>6} {:>10.2f} {:>12.0f} {:>9.0f}%\n", row.mode, row.batch, row.seconds,
-               rate, 100.0 * rate / copy_rate);
+    double rate = static_cast<double>(changes) / row.timing.seconds;
+    fmt::print("{:<8} {:>6} {:>10.2f} {:>12.0f} {:>9.0f}% {:>12.1f}\n", row.mode, row.batch,
+               row.timing.seconds, rate, 100.0 * rate / copy_rate,
+               1e6 * row.timing.cpu_seconds / static_cast<double>(changes));
   }
   fmt::print("{:<8} {:>6} {:>10.2f} {:>12.0f} {:>9.0f}%\n", "\\copy", "-", copy_seconds, copy_rate,
              100.0);

@@ -60,8 +60,10 @@ class Database {
   // Installs and starts a plugin. Plugins see every resource, also those created later.
   Status UsePlugin(std::shared_ptr<Plugin> plugin);
   std::vector<std::shared_ptr<Plugin>> Plugins() const;
-  // Stops every plugin (in reverse order). Called by the destructor too.
+  // Stops every plugin (in reverse order). Later writes fail with kUnavailable, so no change
+  // is made that the plugins would miss. Called by the destructor too.
   Status Close();
+  bool IsClosed() const;
 
   // Database-level events ("resource:created", "replicator:success", …).
   // Returns a handle for Off.

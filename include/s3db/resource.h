@@ -105,6 +105,11 @@ class Resource {
       std::function<Result<JsonObject>(const std::optional<JsonObject>& current)>;
   Result<JsonObject> Write(std::string_view id, const Modifier& modify);
   Status Emit(Change change);
+  Status CheckOpen() const;
+  // Finishes a delete whose process died after claiming the revision (marker older than a
+  // few seconds): writes the tombstone, removes the marker and emits the delete change.
+  // Returns true when the marker is gone (finished here or by someone else).
+  Result<bool> FinishStaleDelete(std::string_view id);
 
   Database& database_;
   ObjectStore& store_;

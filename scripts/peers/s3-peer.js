@@ -9,6 +9,12 @@
 // writes to a key exactly one wins. The check runs before s3rver's own request handling, so a
 // badly signed conditional PUT to an existing key gets 412 rather than 403.
 //
+// Long key segments: s3rver stores key "a/b/c" as the file a/b/c._S3rver_object, so a segment
+// longer than the file system's 255-byte name limit would fail with 500 (S3 itself allows keys of
+// 1024 bytes). Segments over 200 bytes are stored under a shortened name instead, and the
+// original is kept in S3_DIR/.s3-peer-long-names.jsonl, so GET, HEAD, DELETE and listings still
+// show the real key. (Listings of such keys follow the shortened name's order.)
+//
 // Environment:
 //   S3_DIR   folder for the buckets and objects (required)
 //   S3_PORT  port (default 4568)
@@ -18,8 +24,12 @@
 // Credentials: access key S3RVER, secret S3RVER. Stops on SIGTERM or SIGINT.
 'use strict';
 
+const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
 const S3rver = require('@20minutes/s3rver');
 const S3Error = require('@20minutes/s3rver/lib/models/error');
+const FilesystemStore = require('@20minutes/s3rver/lib/stores/filesystem');
 
 const directory = process.env.S3_DIR;
 if (!directory) {
@@ -28,6 +38,66 @@ if (!directory) {
 }
 const port = Number(process.env.S3_PORT || 4568);
 
+// --- Long key segments -------------------------------------------------------------------------
+const kLongestStoredSegmentBytes = 200;  // leaves room for "._S3rver_metadata.json"
+const kShortenedHeadBytes = 100;
+const kShortenedMarker = '~s3peer~';
+const longNamesFile = path.join(directory, '.s3-peer-long-names.jsonl');
+const originalOfShortened = new Map();
+if (fs.existsSync(longNamesFile)) {
+  for (const line of fs.readFileSync(longNamesFile, 'utf8').split('\n')) {
+    if (line) originalOfShortened.set(...JSON.parse(line));
+  }
+}
+
+function headOfAtMostBytes(text, maxBytes) {
+  let head = '';
+  for (const character of text) {
+    if (Buffer.byteLength(head + character) > maxBytes) break;
+    head += character;
+  }
+  return head;
+}
+
+function storedSegment(segment) {
+  if (Buffer.byteLength(segment) <= kLongestStoredSegmentBytes) return segment;
+  const digest = crypto.createHash('sha256').update(segment).digest('hex').slice(0, 40);
+  const shortened = headOfAtMostBytes(segment, kShortenedHeadBytes) + kShortenedMarker + digest;
+  if (!originalOfShortened.has(shortened)) {
+    originalOfShortened.set(shortened, segment);
+    fs.appendFileSync(longNamesFile, JSON.stringify([shortened, segment]) + '\n');
+  }
+  return shortened;
+}
+
+const encodeKeyPath = FilesystemStore.encodeKeyPath;
+const decodeKeyPath = FilesystemStore.decodeKeyPath;
+FilesystemStore.encodeKeyPath = (key) =>
+  encodeKeyPath(key).split('/').map(storedSegment).join('/');
+FilesystemStore.decodeKeyPath = (keyPath) => decodeKeyPath(
+  keyPath.split('/').map((segment) => originalOfShortened.get(segment) ?? segment).join('/'));
+
+// Deletes an object's files, then its folders while they are empty. Replaces s3rver's version,
+// which looks the folders up by their unshortened names and fails on a long folder segment.
+FilesystemStore.prototype.deleteObject = async function deleteObjectAndEmptyFolders(bucket, key) {
+  await Promise.all(['object', 'object.md5', 'metadata.json'].map((resource) =>
+    fs.promises.unlink(this.getResourcePath(bucket, key, resource)).catch((error) => {
+      if (error.code !== 'ENOENT') throw error;
+    })));
+  const folders = FilesystemStore.encodeKeyPath(key).split('/');
+  folders.pop();  // the last segment is part of the file names
+  const bucketPath = this.getBucketPath(bucket);
+  while (folders.length > 0) {
+    try {
+      await fs.promises.rmdir(path.join(bucketPath, ...folders));  // only when empty
+    } catch (error) {
+      if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(error.code)) break;
+      throw error;
+    }
+    folders.pop();
+  }
+};
+
 const server = new S3rver({
   directory,
   address: '127.0.0.1',
@@ -35,6 +105,7 @@ const server = new S3rver({
   silent: process.env.S3_LOG !== 'true',
 });
 
+// --- Conditional writes ------------------------------------------------------------------------
 // Per-key serialisation: each caller waits for the previous holder of the key, then runs.
 const lockTails = new Map();
 async function underKeyLock(lockName, critical) {

@@ -9,23 +9,30 @@
 // HOOK_LOG names a file, appended to it as one JSON line.
 //
 // Choosing the reply, first rule that applies:
-//   1. the next scripted response, if any is left (see POST /__script);
-//   2. the query parameter ?status=NNN on the request itself;
-//   3. HOOK_STATUS (default 200).
+//   1. the next response of the script for the request's path (POST /__script with "path");
+//   2. the next response of the global script (POST /__script without "path");
+//   3. the query parameter ?status=NNN on the request itself;
+//   4. HOOK_STATUS (default 200).
 // The reply body is {"received": <seq>} unless a scripted response gives "body".
+//
+// Parallel tests: the sink is shared, so a test that runs beside others should send to a path of
+// its own (e.g. /hooks/<unique token>) and scope its control calls to it with "path". A path
+// scope P covers the request paths P and P/...; the longest matching scope wins.
 //
 // Control endpoints:
 //   GET  /__health    200 "ok"
-//   GET  /__requests  every recorded request, oldest first, as a JSON array
-//   POST /__reset     forgets the recorded requests and the remaining script
+//   GET  /__requests  recorded requests, oldest first, as a JSON array; ?path=P: only those in P
+//   POST /__reset     forgets the recorded requests and every script;
+//                     ?path=P (or a body {"path":P}): only the requests in P and P's script
 //   POST /__script    queues scripted responses, consumed one per recorded request, in order:
-//                       {"responses":[{"status":500},
+//                       {"path":"/hooks/t1",                       (optional, see above)
+//                        "responses":[{"status":500},
 //                                     {"status":429,"headers":{"Retry-After":"1"}},
 //                                     {"status":200,"delayMs":1500,"body":"late"}]}
 //                     status (default 200), delayMs (wait before replying, default 0),
 //                     headers (added to the reply), body (string, or JSON value to serialise).
-//                     A new script replaces what is left of the previous one.
-//   GET  /__script    the responses not yet consumed
+//                     A new script replaces what is left of the previous one for the same scope.
+//   GET  /__script    the responses not yet consumed, per scope ("" is the global one)
 //
 // Environment: HOOK_PORT (default 18080), HOOK_STATUS (default 200), HOOK_LOG (optional file).
 // Stops on SIGTERM or SIGINT.
@@ -37,8 +44,31 @@ const defaultStatus = Number(process.env.HOOK_STATUS || 200);
 const logFile = process.env.HOOK_LOG || '';
 
 let recorded = [];
-let script = [];
+const scripts = new Map();  // scope path ("" = global) -> responses not yet consumed
 let nextSeq = 1;
+
+function normaliseScope(path) {
+  if (path === undefined || path === null || path === '') return '';
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new Error(`path: expected a string starting with "/", got ${JSON.stringify(path)}`);
+  }
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+}
+
+function inScope(requestPath, scope) {
+  return scope === '' || scope === '/' || requestPath === scope ||
+         requestPath.startsWith(scope + '/');
+}
+
+// The longest non-empty scope covering `requestPath` that still has responses, else "".
+function scopeFor(requestPath) {
+  let best = null;
+  for (const [scope, responses] of scripts) {
+    if (scope === '' || responses.length === 0 || !inScope(requestPath, scope)) continue;
+    if (best === null || scope.length > best.length) best = scope;
+  }
+  return best ?? '';
+}
 
 function sendJson(res, status, value, extraHeaders = {}) {
   res.writeHead(status, { 'content-type': 'application/json', ...extraHeaders });
@@ -50,7 +80,8 @@ function parseScript(text) {
   if (!parsed || !Array.isArray(parsed.responses)) {
     throw new Error('expected {"responses":[...]}');
   }
-  return parsed.responses.map((response, index) => {
+  const scope = normaliseScope(parsed.path);
+  return [scope, parsed.responses.map((response, index) => {
     if (!response || typeof response !== 'object') throw new Error(`responses[${index}]: object`);
     const status = Number(response.status ?? 200);
     if (!Number.isInteger(status) || status < 100 || status > 599) {
@@ -62,34 +93,49 @@ function parseScript(text) {
       headers: response.headers ?? {},
       body: response.body,
     };
-  });
+  })];
 }
 
-function handleControl(req, res, path, body) {
-  if (path === '/__health') {
-    res.end('ok');
-  } else if (path === '/__requests' && req.method === 'GET') {
-    sendJson(res, 200, recorded);
-  } else if (path === '/__reset' && req.method === 'POST') {
-    recorded = [];
-    script = [];
-    sendJson(res, 200, { reset: true });
-  } else if (path === '/__script' && req.method === 'POST') {
-    try {
-      script = parseScript(body.toString('utf8'));
-      sendJson(res, 200, { queued: script.length });
-    } catch (error) {
-      sendJson(res, 400, { error: `bad script: ${error.message}` });
+// The scope of a control call: ?path=P, else a JSON body's "path", else "" (everything).
+function controlScope(url, body) {
+  if (url.searchParams.has('path')) return normaliseScope(url.searchParams.get('path'));
+  const text = body.toString('utf8').trim();
+  if (!text) return '';
+  const parsed = JSON.parse(text);
+  return normaliseScope(parsed && typeof parsed === 'object' ? parsed.path : undefined);
+}
+
+function handleControl(req, res, url, body) {
+  const path = url.pathname;
+  try {
+    if (path === '/__health') {
+      res.end('ok');
+    } else if (path === '/__requests' && req.method === 'GET') {
+      const scope = controlScope(url, Buffer.alloc(0));
+      sendJson(res, 200, recorded.filter((entry) => inScope(entry.path, scope)));
+    } else if (path === '/__reset' && req.method === 'POST') {
+      const scope = controlScope(url, body);
+      recorded = recorded.filter((entry) => !inScope(entry.path, scope));
+      if (scope === '') scripts.clear();
+      else scripts.delete(scope);
+      sendJson(res, 200, { reset: true, path: scope });
+    } else if (path === '/__script' && req.method === 'POST') {
+      const [scope, responses] = parseScript(body.toString('utf8'));
+      scripts.set(scope, responses);
+      sendJson(res, 200, { queued: responses.length, path: scope });
+    } else if (path === '/__script' && req.method === 'GET') {
+      sendJson(res, 200, Object.fromEntries(scripts));
+    } else {
+      sendJson(res, 404, { error: `no control endpoint ${req.method} ${path}` });
     }
-  } else if (path === '/__script' && req.method === 'GET') {
-    sendJson(res, 200, { responses: script });
-  } else {
-    sendJson(res, 404, { error: `no control endpoint ${req.method} ${path}` });
+  } catch (error) {
+    sendJson(res, 400, { error: `bad ${path} request: ${error.message}` });
   }
 }
 
 function chooseReply(url) {
-  if (script.length > 0) return script.shift();
+  const scripted = scripts.get(scopeFor(url.pathname));
+  if (scripted && scripted.length > 0) return scripted.shift();
   const fromQuery = Number(url.searchParams.get('status'));
   const status = Number.isInteger(fromQuery) && fromQuery >= 100 && fromQuery <= 599
     ? fromQuery : defaultStatus;
@@ -136,7 +182,7 @@ const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
     const body = Buffer.concat(chunks);
     if (url.pathname.startsWith('/__')) {
-      handleControl(req, res, url.pathname, body);
+      handleControl(req, res, url, body);
       return;
     }
     const response = chooseReply(url);

@@ -37,18 +37,18 @@ struct ImportError {
 };
 
 struct ImportOptions {
-  std::size_t batch_size = 500;       // records per sink call
-  std::size_t errors_kept = 5;        // first errors kept for the summary
+  std::size_t batch_size = 500;  // records per sink call
+  std::size_t errors_kept = 5;   // first errors kept for the summary
   // Called after every batch, on the importing thread.
   std::function<void(const ImportProgress&)> on_progress;
 };
 
 struct ImportSummary {
   std::uint64_t imported = 0;
-  std::uint64_t failed = 0;        // records that could not be read or written
+  std::uint64_t failed = 0;  // records that could not be read or written
   double seconds = 0;
   std::vector<ImportError> first_errors;
-  std::string fatal_error;         // non-empty: the input stopped being readable here
+  std::string fatal_error;  // non-empty: the input stopped being readable here
 
   double RecordsPerSecond() const { return seconds > 0 ? imported / seconds : 0; }
   // "imported 250, failed 0 in 1.20 s (208 records/s)"

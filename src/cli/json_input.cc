@@ -1,9 +1,8 @@
 #include "cli/json_input.h"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <cctype>
 #include <string>
-
-#include <boost/json/basic_parser_impl.hpp>
 
 namespace s3db::cli {
 namespace {
@@ -20,23 +19,15 @@ struct NullHandler {
   bool on_object_end(std::size_t, boost::json::error_code&) { return true; }
   bool on_array_begin(boost::json::error_code&) { return true; }
   bool on_array_end(std::size_t, boost::json::error_code&) { return true; }
-  bool on_key_part(boost::json::string_view, std::size_t, boost::json::error_code&) {
-    return true;
-  }
+  bool on_key_part(boost::json::string_view, std::size_t, boost::json::error_code&) { return true; }
   bool on_key(boost::json::string_view, std::size_t, boost::json::error_code&) { return true; }
   bool on_string_part(boost::json::string_view, std::size_t, boost::json::error_code&) {
     return true;
   }
-  bool on_string(boost::json::string_view, std::size_t, boost::json::error_code&) {
-    return true;
-  }
+  bool on_string(boost::json::string_view, std::size_t, boost::json::error_code&) { return true; }
   bool on_number_part(boost::json::string_view, boost::json::error_code&) { return true; }
-  bool on_int64(std::int64_t, boost::json::string_view, boost::json::error_code&) {
-    return true;
-  }
-  bool on_uint64(std::uint64_t, boost::json::string_view, boost::json::error_code&) {
-    return true;
-  }
+  bool on_int64(std::int64_t, boost::json::string_view, boost::json::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, boost::json::string_view, boost::json::error_code&) { return true; }
   bool on_double(double, boost::json::string_view, boost::json::error_code&) { return true; }
   bool on_bool(bool, boost::json::error_code&) { return true; }
   bool on_null(boost::json::error_code&) { return true; }
@@ -53,9 +44,8 @@ Result<Json> ParseJsonInput(std::string_view text) {
   std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
   std::size_t rest = text.find_first_not_of(" \t\r\n", consumed);
   if (!ec && rest != std::string_view::npos) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "invalid JSON at byte " + std::to_string(rest) +
-                         ": unexpected text after the value");
+    return MakeError(ErrorCode::kInvalidArgument, "invalid JSON at byte " + std::to_string(rest) +
+                                                      ": unexpected text after the value");
   }
   return value;
 }
@@ -63,9 +53,9 @@ Result<Json> ParseJsonInput(std::string_view text) {
 Result<JsonObject> ParseJsonObjectInput(std::string_view text) {
   S3DB_ASSIGN_OR_RETURN(Json value, ParseJsonInput(text));
   if (!value.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "expected a JSON object, got " +
-                         std::string(boost::json::to_string(value.kind())));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "expected a JSON object, got " + std::string(boost::json::to_string(value.kind())));
   }
   return std::move(value.get_object());
 }

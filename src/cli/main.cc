@@ -1,8 +1,12 @@
 // The s3db command: CRUD and import on a database, and the replicator service (`s3db run`)
 // with its admin API, driven by a YAML config. Everything printed goes through RedactSecrets.
+#include <httplib.h>
 #include <signal.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -18,11 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <httplib.h>
-#include <spdlog/sinks/base_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "cli/importer.h"
 #include "cli/json_input.h"
@@ -262,9 +261,9 @@ struct Session {
     if (!plugin) return;
     auto idle = plugin->WaitIdle(std::chrono::seconds(seconds));
     if (!idle) {
-      PrintError("warning: replication did not finish within " + std::to_string(seconds) +
-                 " s (" + idle.error().message + "); the changes stay in the change log in " +
-                 state_dir + " and are delivered by the next s3db process with this config");
+      PrintError("warning: replication did not finish within " + std::to_string(seconds) + " s (" +
+                 idle.error().message + "); the changes stay in the change log in " + state_dir +
+                 " and are delivered by the next s3db process with this config");
     }
   }
 };
@@ -290,8 +289,8 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
   if (config) options.state_dir = config->state_dir;
   auto database = Database::Connect(connection, options);
   if (!database) {
-    return MakeError(database.error().code, "cannot open the database " + connection + ": " +
-                                                database.error().message);
+    return MakeError(database.error().code,
+                     "cannot open the database " + connection + ": " + database.error().message);
   }
   session->database = std::move(*database);
 
@@ -326,11 +325,11 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
       session->service = std::make_unique<ServiceClient>(url);
       return session;
     }
-    return MakeError(ErrorCode::kConflict,
-                     "another s3db process (pid " + pid + (url.empty() ? "" : ", " + url) +
-                         ") runs the replicator on " + session->state_dir +
-                         (need == Need::kServe ? "; stop it first"
-                                               : "; try again when it has finished"));
+    return MakeError(
+        ErrorCode::kConflict,
+        "another s3db process (pid " + pid + (url.empty() ? "" : ", " + url) +
+            ") runs the replicator on " + session->state_dir +
+            (need == Need::kServe ? "; stop it first" : "; try again when it has finished"));
   }
   session->lock = std::move(*lock);
 
@@ -401,8 +400,7 @@ std::string RecordPath(const std::string& resource, const std::string& id = "") 
   return path;
 }
 
-int Insert(const GlobalOptions& global, const std::string& resource_name,
-           const std::string& data) {
+int Insert(const GlobalOptions& global, const std::string& resource_name, const std::string& data) {
   auto input = JsonArgument(data, "record");
   if (!input) return Fail(input.error());
   if (!input->is_object() && !input->is_array()) {
@@ -577,8 +575,7 @@ class ProgressBar {
       std::string bar(filled, '#');
       bar.resize(30, '.');
       std::snprintf(line, sizeof line, "\r%3.0f%% [%s] %llu imported, %llu failed, %.0f/s ",
-                    fraction * 100, bar.c_str(),
-                    static_cast<unsigned long long>(progress.imported),
+                    fraction * 100, bar.c_str(), static_cast<unsigned long long>(progress.imported),
                     static_cast<unsigned long long>(progress.failed), rate);
     } else {
       std::snprintf(line, sizeof line, "\r%llu imported, %llu failed, %.0f/s ",
@@ -655,8 +652,9 @@ int Import(const GlobalOptions& global, const ImportCommand& command) {
   } else {
     format = FormatFromPath(command.file);
     if (!format) {
-      return Fail(command.file + ": cannot tell the format from the name; use --format "
-                                 "json|jsonl|csv");
+      return Fail(command.file +
+                  ": cannot tell the format from the name; use --format "
+                  "json|jsonl|csv");
     }
   }
 
@@ -704,8 +702,8 @@ int Import(const GlobalOptions& global, const ImportCommand& command) {
   std::string where = command.file == "-" ? "stdin" : command.file;
   for (const ImportError& error : summary.first_errors) PrintError(where + ": " + error.message);
   if (summary.failed > summary.first_errors.size()) {
-    PrintError(where + ": ... and " +
-               std::to_string(summary.failed - summary.first_errors.size()) + " more errors");
+    PrintError(where + ": ... and " + std::to_string(summary.failed - summary.first_errors.size()) +
+               " more errors");
   }
   if (!summary.fatal_error.empty()) {
     PrintError(where + ": " + summary.fatal_error + " (import stopped here)");
@@ -729,8 +727,8 @@ struct ReplicatorCommand {
   std::string action;  // list | stats | enable | disable | sync | tail | dlq-list | ...
   std::string id;
   std::size_t limit = 100;
-  std::size_t count = 0;     // tail: stop after this many changes (0 = never)
-  int timeout_seconds = 0;   // tail: stop after this long (0 = never)
+  std::size_t count = 0;    // tail: stop after this many changes (0 = never)
+  int timeout_seconds = 0;  // tail: stop after this long (0 = never)
 };
 
 int PrintServiceAnswer(const Result<Json>& answer) {
@@ -756,14 +754,14 @@ int Tail(ServiceClient& service, const ReplicatorCommand& command) {
     if (command.timeout_seconds > 0) {
       auto left = std::chrono::seconds(command.timeout_seconds) -
                   (std::chrono::steady_clock::now() - started);
-      wait_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(left)
-                                     .count());
+      wait_ms =
+          static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
       if (wait_ms <= 0) break;
       wait_ms = std::min(wait_ms, 20000);
     }
-    auto response = service.Send("GET", "/changes?after=" + after + "&timeoutMs=" +
-                                            std::to_string(wait_ms),
-                                 nullptr, std::chrono::milliseconds(wait_ms + 10000));
+    auto response =
+        service.Send("GET", "/changes?after=" + after + "&timeoutMs=" + std::to_string(wait_ms),
+                     nullptr, std::chrono::milliseconds(wait_ms + 10000));
     if (!response) return Fail(response.error());
     if (response->status != 200) return Fail(ServiceClient::ServiceError(*response).value());
     std::istringstream lines(response->body);
@@ -802,8 +800,10 @@ int RemoteReplicatorCommand(Session& session, const ReplicatorCommand& command) 
     return PrintServiceAnswer(
         service.Call("GET", "/dlq/" + id + "?limit=" + std::to_string(command.limit)));
   }
-  if (action == "dlq-replay") return PrintServiceAnswer(service.Call("POST", "/dlq/" + id + "/replay"));
-  if (action == "dlq-purge") return PrintServiceAnswer(service.Call("POST", "/dlq/" + id + "/purge"));
+  if (action == "dlq-replay")
+    return PrintServiceAnswer(service.Call("POST", "/dlq/" + id + "/replay"));
+  if (action == "dlq-purge")
+    return PrintServiceAnswer(service.Call("POST", "/dlq/" + id + "/purge"));
   return Fail("unknown command " + action);
 }
 
@@ -851,9 +851,10 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
   replicator::ReplicatorPlugin& plugin = *s.plugin;
   const std::string& action = command.action;
   if (action == "tail") {
-    return Fail("replicators tail follows a running `s3db run` for this config, and none is "
-                "running on " + s.state_dir + "; start one with: s3db run -c " +
-                global.config_path);
+    return Fail(
+        "replicators tail follows a running `s3db run` for this config, and none is "
+        "running on " +
+        s.state_dir + "; start one with: s3db run -c " + global.config_path);
   }
   if (action == "list") {
     for (const auto& info : plugin.ListReplicators()) PrintRedactedLine(ReplicatorInfoToJson(info));
@@ -893,7 +894,8 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
   }
   if (action == "dlq-replay" || action == "dlq-purge") {
     bool replay = action == "dlq-replay";
-    auto count = replay ? plugin.ReplayDeadLetters(command.id) : plugin.PurgeDeadLetters(command.id);
+    auto count =
+        replay ? plugin.ReplayDeadLetters(command.id) : plugin.PurgeDeadLetters(command.id);
     if (!count) return Fail(count.error());
     JsonObject out;
     out["replicator"] = command.id;
@@ -960,13 +962,19 @@ class ChangeFeed : public Plugin {
 int HttpStatusFor(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
-    case ErrorCode::kValidation: return 400;
-    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kValidation:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
     case ErrorCode::kAlreadyExists:
-    case ErrorCode::kConflict: return 409;
-    case ErrorCode::kTimeout: return 504;
-    case ErrorCode::kUnavailable: return 503;
-    default: return 500;
+    case ErrorCode::kConflict:
+      return 409;
+    case ErrorCode::kTimeout:
+      return 504;
+    case ErrorCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -1015,15 +1023,14 @@ class Service {
       if (!stats) return SendError(response, stats.error());
       SendRedactedJson(response, ReplicatorStatsToJson(*stats));
     });
-    server.Post(R"(/replicators/([^/]+)/(enable|disable))",
-                [this](const auto& request, auto& response) {
-                  if (!RequirePlugin(response)) return;
-                  auto out = SetReplicatorEnabled(*plugin(), session_.state_dir,
-                                                  request.matches[1].str(),
-                                                  request.matches[2].str() == "enable");
-                  if (!out) return SendError(response, out.error());
-                  SendRedactedJson(response, *out);
-                });
+    server.Post(
+        R"(/replicators/([^/]+)/(enable|disable))", [this](const auto& request, auto& response) {
+          if (!RequirePlugin(response)) return;
+          auto out = SetReplicatorEnabled(*plugin(), session_.state_dir, request.matches[1].str(),
+                                          request.matches[2].str() == "enable");
+          if (!out) return SendError(response, out.error());
+          SendRedactedJson(response, *out);
+        });
     server.Post(R"(/replicators/([^/]+)/sync)", [this](const auto& request, auto& response) {
       if (!RequirePlugin(response)) return;
       auto out = SyncReplicator(*plugin(), request.matches[1].str(), false);
@@ -1051,17 +1058,18 @@ class Service {
       out[replay ? "replayed" : "purged"] = *count;
       SendRedactedJson(response, out);
     });
-    server.Get("/changes", [this](const auto& request, auto& response) { Changes(request, response); });
-    server.Post(R"(/resources/([^/]+)/records)", [this](const auto& request, auto& response) {
-      WriteRecords(request, response);
-    });
-    server.Get(R"(/resources/([^/]+)/records/([^/]+))", [this](const auto& request, auto& response) {
-      auto resource = session_.database->GetResource(request.matches[1].str());
-      if (!resource) return SendError(response, resource.error());
-      auto record = (*resource)->Get(request.matches[2].str());
-      if (!record) return SendError(response, record.error());
-      SendJson(response, *record);
-    });
+    server.Get("/changes",
+               [this](const auto& request, auto& response) { Changes(request, response); });
+    server.Post(R"(/resources/([^/]+)/records)",
+                [this](const auto& request, auto& response) { WriteRecords(request, response); });
+    server.Get(R"(/resources/([^/]+)/records/([^/]+))",
+               [this](const auto& request, auto& response) {
+                 auto resource = session_.database->GetResource(request.matches[1].str());
+                 if (!resource) return SendError(response, resource.error());
+                 auto record = (*resource)->Get(request.matches[2].str());
+                 if (!record) return SendError(response, record.error());
+                 SendJson(response, *record);
+               });
     server.Patch(R"(/resources/([^/]+)/records/([^/]+))",
                  [this](const auto& request, auto& response) {
                    auto resource = session_.database->GetResource(request.matches[1].str());
@@ -1221,8 +1229,10 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
     port = -1;
   }
   if (port <= 0) {
-    return Fail("cannot listen on " + http.Listen() + " (in use, or not an address of this "
-                "machine); change http.listen in " + global.config_path + " or use --listen");
+    return Fail("cannot listen on " + http.Listen() +
+                " (in use, or not an address of this "
+                "machine); change http.listen in " +
+                global.config_path + " or use --listen");
   }
   std::string url = "http://" + http.host + ":" + std::to_string(port);
   JsonObject lock_info;
@@ -1254,9 +1264,10 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
 // ---- command line ----
 
 int Main(int argc, char** argv) {
-  CLI::App app{"s3db: a document database on S3-compatible storage, with replication.\n"
-               "JSON goes in as an argument (or - for standard input) and comes out as one\n"
-               "compact JSON document per line."};
+  CLI::App app{
+      "s3db: a document database on S3-compatible storage, with replication.\n"
+      "JSON goes in as an argument (or - for standard input) and comes out as one\n"
+      "compact JSON document per line."};
   app.require_subcommand(1);
   app.fallthrough();
 
@@ -1328,8 +1339,8 @@ int Main(int argc, char** argv) {
   std::string filter;
   auto* query = app.add_subcommand("query", "Print records matching a filter");
   query->add_option("resource", name)->required();
-  query->add_option("filter", filter,
-                    "Filter as JSON, e.g. '{\"age\":{\"$gte\":18}}' (or -)")->required();
+  query->add_option("filter", filter, "Filter as JSON, e.g. '{\"age\":{\"$gte\":18}}' (or -)")
+      ->required();
   query->add_option("--limit", limit, "At most this many (0 = all)");
   query->add_option("--offset", offset, "Skip this many first");
   query->callback([&] { run = [&] { return Query(global, name, filter, limit, offset); }; });
@@ -1348,74 +1359,79 @@ int Main(int argc, char** argv) {
   import->add_option("--batch-size", import_command.batch_size, "Records per batch (default 500)")
       ->check(CLI::Range(1, 100000));
   import->add_flag("--no-progress", import_command.no_progress, "No progress bar");
-  import->callback([&] { run = [&] { return Import(global, import_command); }; });
+  import->callback([&] { run = [&] { return Import(global, import_command);
+};
+}  // namespace
+);
 
-  // run
-  std::string listen;
-  auto* serve = app.add_subcommand(
-      "run", "Run the database's replicators as a service with /metrics, /health and an admin "
-             "API, until SIGINT or SIGTERM");
-  serve->add_option("--listen", listen, "host:port (default: the config's http.listen, else "
-                                        "127.0.0.1:9464; port 0 picks a free one)");
-  serve->callback([&] { run = [&] { return Run(global, listen); }; });
+// run
+std::string listen;
+auto* serve = app.add_subcommand(
+    "run",
+    "Run the database's replicators as a service with /metrics, /health and an admin "
+    "API, until SIGINT or SIGTERM");
+serve->add_option("--listen", listen,
+                  "host:port (default: the config's http.listen, else "
+                  "127.0.0.1:9464; port 0 picks a free one)");
+serve->callback([&] { run = [&] { return Run(global, listen); }; });
 
-  // replicators
-  ReplicatorCommand replicator_command;
-  auto* replicators = app.add_subcommand(
-      "replicators", "Inspect and control the config's replicators (talks to a running "
-                     "`s3db run` when there is one)");
-  replicators->require_subcommand(1);
-  auto add_replicator_command = [&](CLI::App* parent, const std::string& command,
-                                    const std::string& action, const std::string& help,
-                                    bool needs_id, bool optional_id = false) {
-    auto* sub = parent->add_subcommand(command, help);
-    if (needs_id || optional_id) {
-      auto* option = sub->add_option("id", replicator_command.id, "Replicator id");
-      if (needs_id) option->required();
-    }
-    sub->callback([&, action] {
-      replicator_command.action = action;
-      run = [&] { return ReplicatorCommandMain(global, replicator_command); };
-    });
-    return sub;
-  };
-  add_replicator_command(replicators, "list", "list", "List the replicators", false);
-  add_replicator_command(replicators, "stats", "stats", "Statistics of one or every replicator",
-                         false, true);
-  add_replicator_command(replicators, "enable", "enable", "Enable a replicator (remembered)", true);
-  add_replicator_command(replicators, "disable", "disable",
-                         "Disable a replicator (remembered; its backlog is kept)", true);
-  add_replicator_command(replicators, "sync", "sync",
-                         "Send every record of the mapped resources through the replicator", true);
-  auto* tail = add_replicator_command(replicators, "tail", "tail",
-                                      "Print changes as they happen in the running service",
-                                      false);
-  tail->add_option("--count", replicator_command.count, "Stop after this many changes");
-  tail->add_option("--timeout", replicator_command.timeout_seconds, "Stop after this many seconds");
-
-  auto* dlq = app.add_subcommand("dlq", "The dead-letter queue of a replicator");
-  dlq->require_subcommand(1);
-  auto* dlq_list = add_replicator_command(dlq, "list", "dlq-list", "List dead letters", true);
-  dlq_list->add_option("--limit", replicator_command.limit, "At most this many (default 100)");
-  add_replicator_command(dlq, "replay", "dlq-replay", "Send every dead letter again", true);
-  add_replicator_command(dlq, "purge", "dlq-purge", "Delete every dead letter", true);
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    std::ostringstream out, err;
-    int code = app.exit(error, out, err);
-    std::string printed = RedactSecrets(out.str());
-    std::fwrite(printed.data(), 1, printed.size(), stdout);
-    printed = RedactSecrets(err.str());
-    std::fwrite(printed.data(), 1, printed.size(), stderr);
-    return code;
+// replicators
+ReplicatorCommand replicator_command;
+auto* replicators =
+    app.add_subcommand("replicators",
+                       "Inspect and control the config's replicators (talks to a running "
+                       "`s3db run` when there is one)");
+replicators->require_subcommand(1);
+auto add_replicator_command = [&](CLI::App* parent, const std::string& command,
+                                  const std::string& action, const std::string& help, bool needs_id,
+                                  bool optional_id = false) {
+  auto* sub = parent->add_subcommand(command, help);
+  if (needs_id || optional_id) {
+    auto* option = sub->add_option("id", replicator_command.id, "Replicator id");
+    if (needs_id) option->required();
   }
+  sub->callback([&, action] {
+    replicator_command.action = action;
+    run = [&] { return ReplicatorCommandMain(global, replicator_command); };
+  });
+  return sub;
+};
+add_replicator_command(replicators, "list", "list", "List the replicators", false);
+add_replicator_command(replicators, "stats", "stats", "Statistics of one or every replicator",
+                       false, true);
+add_replicator_command(replicators, "enable", "enable", "Enable a replicator (remembered)", true);
+add_replicator_command(replicators, "disable", "disable",
+                       "Disable a replicator (remembered; its backlog is kept)", true);
+add_replicator_command(replicators, "sync", "sync",
+                       "Send every record of the mapped resources through the replicator", true);
+auto* tail = add_replicator_command(replicators, "tail", "tail",
+                                    "Print changes as they happen in the running service", false);
+tail->add_option("--count", replicator_command.count, "Stop after this many changes");
+tail->add_option("--timeout", replicator_command.timeout_seconds, "Stop after this many seconds");
 
-  SetUpLogging(global.log_level == "warn" && serve->parsed() ? "info" : global.log_level);
-  if (!run) return Fail("no command given; see s3db --help");
-  return run();
+auto* dlq = app.add_subcommand("dlq", "The dead-letter queue of a replicator");
+dlq->require_subcommand(1);
+auto* dlq_list = add_replicator_command(dlq, "list", "dlq-list", "List dead letters", true);
+dlq_list->add_option("--limit", replicator_command.limit, "At most this many (default 100)");
+add_replicator_command(dlq, "replay", "dlq-replay", "Send every dead letter again", true);
+add_replicator_command(dlq, "purge", "dlq-purge", "Delete every dead letter", true);
+
+try {
+  app.parse(argc, argv);
+} catch (const CLI::ParseError& error) {
+  std::ostringstream out, err;
+  int code = app.exit(error, out, err);
+  std::string printed = RedactSecrets(out.str());
+  std::fwrite(printed.data(), 1, printed.size(), stdout);
+  printed = RedactSecrets(err.str());
+  std::fwrite(printed.data(), 1, printed.size(), stderr);
+  return code;
 }
+
+SetUpLogging(global.log_level == "warn" && serve->parsed() ? "info" : global.log_level);
+if (!run) return Fail("no command given; see s3db --help");
+return run();
+}  // namespace s3db::cli
 
 }  // namespace
 }  // namespace s3db::cli

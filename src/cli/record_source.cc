@@ -176,8 +176,7 @@ class JsonLinesSource : public RecordSource {
       return std::optional<SourceRecord>(ParseRecord(line, line_number_));
     }
     if (input_.bad()) {
-      return MakeError(ErrorCode::kIo,
-                       "line " + std::to_string(line_number_ + 1) + ": read error");
+      return MakeError(ErrorCode::kIo, "line " + std::to_string(line_number_ + 1) + ": read error");
     }
     return std::optional<SourceRecord>();
   }
@@ -283,8 +282,7 @@ std::optional<InputFormat> FormatFromPath(std::string_view path) {
   std::size_t dot = path.rfind('.');
   if (dot == std::string_view::npos) return std::nullopt;
   std::string extension = Lower(path.substr(dot + 1));
-  if (extension == "json" || extension == "jsonl" || extension == "ndjson" ||
-      extension == "csv") {
+  if (extension == "json" || extension == "jsonl" || extension == "ndjson" || extension == "csv") {
     return *ParseInputFormat(extension);
   }
   return std::nullopt;
@@ -292,15 +290,17 @@ std::optional<InputFormat> FormatFromPath(std::string_view path) {
 
 std::string_view InputFormatName(InputFormat format) {
   switch (format) {
-    case InputFormat::kJson: return "json";
-    case InputFormat::kJsonLines: return "jsonl";
-    case InputFormat::kCsv: return "csv";
+    case InputFormat::kJson:
+      return "json";
+    case InputFormat::kJsonLines:
+      return "jsonl";
+    case InputFormat::kCsv:
+      return "csv";
   }
   return "json";
 }
 
-std::optional<Json> CsvValue(std::string_view text, std::string_view column,
-                             const Schema* schema) {
+std::optional<Json> CsvValue(std::string_view text, std::string_view column, const Schema* schema) {
   if (text.empty()) return std::nullopt;
   if (column == "id") return Json(boost::json::string(text));
   const Attribute* attribute = FindAttribute(schema, column);
@@ -336,9 +336,12 @@ std::optional<Json> CsvValue(std::string_view text, std::string_view column,
 std::unique_ptr<RecordSource> NewRecordSource(InputFormat format, std::istream& input,
                                               const Schema* schema) {
   switch (format) {
-    case InputFormat::kJson: return std::make_unique<JsonArraySource>(input);
-    case InputFormat::kJsonLines: return std::make_unique<JsonLinesSource>(input);
-    case InputFormat::kCsv: return std::make_unique<CsvSource>(input, schema);
+    case InputFormat::kJson:
+      return std::make_unique<JsonArraySource>(input);
+    case InputFormat::kJsonLines:
+      return std::make_unique<JsonLinesSource>(input);
+    case InputFormat::kCsv:
+      return std::make_unique<CsvSource>(input, schema);
   }
   return nullptr;
 }

@@ -55,7 +55,6 @@ std::unique_ptr<RecordSource> NewRecordSource(InputFormat format, std::istream& 
                                               const Schema* schema);
 
 // The CSV rule above for one value; nullopt means "leave the field out".
-std::optional<Json> CsvValue(std::string_view text, std::string_view column,
-                             const Schema* schema);
+std::optional<Json> CsvValue(std::string_view text, std::string_view column, const Schema* schema);
 
 }  // namespace s3db::cli

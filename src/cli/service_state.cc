@@ -77,8 +77,8 @@ Status ServiceLock::Describe(const JsonObject& info) {
   std::string text = ToJson(info);
   if (::ftruncate(fd_, 0) != 0 ||
       ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
-    return MakeError(ErrorCode::kIo, std::string("cannot write the lock file: ") +
-                                         std::strerror(errno));
+    return MakeError(ErrorCode::kIo,
+                     std::string("cannot write the lock file: ") + std::strerror(errno));
   }
   return Ok();
 }
@@ -101,8 +101,7 @@ Result<std::map<std::string, bool>> LoadReplicatorOverrides(const std::string& s
   return overrides;
 }
 
-Status SaveReplicatorOverride(const std::string& state_dir, const std::string& id,
-                              bool enabled) {
+Status SaveReplicatorOverride(const std::string& state_dir, const std::string& id, bool enabled) {
   S3DB_ASSIGN_OR_RETURN(auto overrides, LoadReplicatorOverrides(state_dir));
   overrides[id] = enabled;
   JsonObject object;

@@ -2,14 +2,14 @@
 // sections of the s3db configuration file.
 #include "config/config.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <utility>
-
-#include <yaml-cpp/yaml.h>
 
 #include "s3db/schema.h"
 
@@ -39,7 +39,7 @@ bool IsPlain(const YAML::Node& node) { return node.Tag() == "?"; }
 bool AllDigits(std::string_view text, int base) {
   if (text.empty()) return false;
   for (char c : text) {
-    bool ok = base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) != 0
+    bool ok = base == 16  ? std::isxdigit(static_cast<unsigned char>(c)) != 0
               : base == 8 ? (c >= '0' && c <= '7')
                           : (c >= '0' && c <= '9');
     if (!ok) return false;
@@ -70,8 +70,8 @@ std::optional<Result<Json>> ResolveInteger(std::string_view text) {
   if (negative) {
     std::string with_sign = "-" + std::string(digits);
     std::int64_t value = 0;
-    auto [end, error] = std::from_chars(with_sign.data(), with_sign.data() + with_sign.size(),
-                                        value, base);
+    auto [end, error] =
+        std::from_chars(with_sign.data(), with_sign.data() + with_sign.size(), value, base);
     if (error != std::errc() || end != with_sign.data() + with_sign.size()) return too_big();
     return Result<Json>(Json(value));
   }
@@ -159,8 +159,8 @@ class Converter {
         std::size_t index = 0;
         for (const YAML::Node& item : node) {
           std::string item_path = path + "[" + std::to_string(index++) + "]";
-          S3DB_ASSIGN_OR_RETURN(Json value, Convert(item, item_path, ToMark(item.Mark()),
-                                                    depth + 1));
+          S3DB_ASSIGN_OR_RETURN(Json value,
+                                Convert(item, item_path, ToMark(item.Mark()), depth + 1));
           array.push_back(std::move(value));
         }
         return Json(std::move(array));
@@ -232,8 +232,8 @@ class Converter {
           YAML::Node value_node = it->second;
           std::string name = key.Scalar();
           if (object.contains(name)) continue;  // explicit keys win over merged ones
-          S3DB_ASSIGN_OR_RETURN(Json value, Convert(value_node, Child(path, name),
-                                                    ToMark(key.Mark()), depth + 1));
+          S3DB_ASSIGN_OR_RETURN(
+              Json value, Convert(value_node, Child(path, name), ToMark(key.Mark()), depth + 1));
           object[name] = std::move(value);
         }
       }
@@ -298,9 +298,9 @@ class SectionReader {
 
 Status ReadResources(const Json& section, const SectionReader& reader, Config& config) {
   if (section.is_null()) return Ok();
-  S3DB_ASSIGN_OR_RETURN(const JsonObject* resources,
-                        reader.Object(section, "resources",
-                                      "'users: { attributes: { name: string } }'"));
+  S3DB_ASSIGN_OR_RETURN(
+      const JsonObject* resources,
+      reader.Object(section, "resources", "'users: { attributes: { name: string } }'"));
   for (const auto& [name, value] : *resources) {
     std::string path = Child("resources", name);
     ResourceDefinition definition;
@@ -312,9 +312,9 @@ Status ReadResources(const Json& section, const SectionReader& reader, Config& c
       if (const Json* attributes = fields->if_contains("attributes")) {
         std::string attributes_path = path + ".attributes";
         if (!attributes->is_null()) {
-          S3DB_ASSIGN_OR_RETURN(const JsonObject* object,
-                                reader.Object(*attributes, attributes_path,
-                                              "'{ name: \"string|required\" }'"));
+          S3DB_ASSIGN_OR_RETURN(
+              const JsonObject* object,
+              reader.Object(*attributes, attributes_path, "'{ name: \"string|required\" }'"));
           definition.attributes = *object;
         }
         auto schema = Schema::Parse(definition.attributes);
@@ -490,8 +490,8 @@ Result<replicator::ReplicatorPluginOptions> Config::BuildReplicatorOptions() con
   std::string inner_path = separator == std::string::npos ? "" : message.substr(0, separator);
   bool is_path = !inner_path.empty() && inner_path.find(' ') == std::string::npos;
   if (!is_path) return MakeError(options.error().code, Locate("replicator", message));
-  return MakeError(options.error().code, Locate("replicator." + inner_path,
-                                                message.substr(separator + 2)));
+  return MakeError(options.error().code,
+                   Locate("replicator." + inner_path, message.substr(separator + 2)));
 }
 
 Result<Config> ParseConfig(std::string_view yaml_text, const std::string& source_name) {
@@ -501,16 +501,19 @@ Result<Config> ParseConfig(std::string_view yaml_text, const std::string& source
   SectionReader reader(config);
   const Json& root = config.document.root;
   if (root.is_null()) {
-    return Invalid(source_name + ": the configuration is empty; start with 'connection: "
-                                 "file://./data'");
+    return Invalid(source_name +
+                   ": the configuration is empty; start with 'connection: "
+                   "file://./data'");
   }
   if (!root.is_object()) {
-    return reader.Fail("", "the configuration must be a map of keys such as connection, "
-                           "resources, replicator");
+    return reader.Fail("",
+                       "the configuration must be a map of keys such as connection, "
+                       "resources, replicator");
   }
   const JsonObject& top = root.get_object();
-  S3DB_RETURN_IF_ERROR(reader.OnlyKeys(top, "", {"connection", "connectionString", "stateDir",
-                                                 "resources", "replicator", "http", "lua"}));
+  S3DB_RETURN_IF_ERROR(reader.OnlyKeys(
+      top, "",
+      {"connection", "connectionString", "stateDir", "resources", "replicator", "http", "lua"}));
   if (top.contains("connection") && top.contains("connectionString")) {
     return reader.Fail("connectionString", "give either connection or connectionString, not both");
   }

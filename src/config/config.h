@@ -57,9 +57,9 @@ struct HttpSettings {
 };
 
 struct Config {
-  std::string source_name;     // the file name given to the loader
-  std::string connection;      // empty when the file names none
-  std::string state_dir;       // empty: the database's default
+  std::string source_name;                    // the file name given to the loader
+  std::string connection;                     // empty when the file names none
+  std::string state_dir;                      // empty: the database's default
   std::vector<ResourceDefinition> resources;  // in file order
   std::optional<JsonObject> replicator;       // the replicator section, as JSON
   HttpSettings http;

@@ -3,6 +3,9 @@
 // survive a Lua call live in userdata boxes that Lua's garbage collector destroys.
 #include "config/lua_sandbox.h"
 
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,13 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <lua.hpp>
 #include <new>
 #include <stdexcept>
 #include <utility>
-
-#include <lua.hpp>
-#include <openssl/evp.h>
-#include <spdlog/spdlog.h>
 
 namespace s3db::config {
 
@@ -40,7 +40,7 @@ class LuaState {
 
 namespace {
 
-constexpr int kHookEvery = 1000;         // instructions between two count-hook calls
+constexpr int kHookEvery = 1000;          // instructions between two count-hook calls
 constexpr int kMaxConversionDepth = 200;  // nested tables accepted from Lua (cycles stop here)
 constexpr const char* kArrayMetatable = "s3db.json.array";
 char null_sentinel;  // its address is json.null
@@ -173,7 +173,9 @@ void PushJson(lua_State* lua, const Json& value, int depth) {
 
 // ---- Lua -> JSON (calls no Lua function that can raise) ----
 
-const char* LuaTypeName(lua_State* lua, int index) { return lua_typename(lua, lua_type(lua, index)); }
+const char* LuaTypeName(lua_State* lua, int index) {
+  return lua_typename(lua, lua_type(lua, index));
+}
 
 Result<Json> ToJsonValue(lua_State* lua, int index, int depth, const std::string& where);
 
@@ -188,8 +190,8 @@ std::string ChildPath(const std::string& where, const std::string& key) {
 
 Result<Json> TableToJson(lua_State* lua, int index, int depth, const std::string& where) {
   if (depth > kMaxConversionDepth) {
-    return ConversionError(where, "tables nested deeper than " +
-                                      std::to_string(kMaxConversionDepth) + " (a cycle?)");
+    return ConversionError(
+        where, "tables nested deeper than " + std::to_string(kMaxConversionDepth) + " (a cycle?)");
   }
   if (!lua_checkstack(lua, 6)) return ConversionError(where, "Lua stack exhausted");
   index = lua_absindex(lua, index);
@@ -244,8 +246,8 @@ Result<Json> TableToJson(lua_State* lua, int index, int depth, const std::string
                   integer_entries.back().first == static_cast<lua_Integer>(integer_entries.size());
   if (marked_array || sequence) {
     if (!string_entries.empty()) {
-      return ConversionError(where, "an array (json.array) has the string key '" +
-                                        string_entries.front().first + "'");
+      return ConversionError(
+          where, "an array (json.array) has the string key '" + string_entries.front().first + "'");
     }
     lua_Integer size = integer_entries.empty() ? 0 : integer_entries.back().first;
     if (!integer_entries.empty() && integer_entries.front().first < 1) {
@@ -253,8 +255,8 @@ Result<Json> TableToJson(lua_State* lua, int index, int depth, const std::string
                                         std::to_string(integer_entries.front().first));
     }
     if (size > static_cast<lua_Integer>(integer_entries.size()) * 2 + 1024) {
-      return ConversionError(where, "an array with index " + std::to_string(size) +
-                                        " is too sparse to convert");
+      return ConversionError(
+          where, "an array with index " + std::to_string(size) + " is too sparse to convert");
     }
     JsonArray array;
     array.resize(static_cast<std::size_t>(size));  // holes stay null
@@ -292,7 +294,8 @@ Result<Json> ToJsonValue(lua_State* lua, int index, int depth, const std::string
         return Json(static_cast<std::int64_t>(lua_tointeger(lua, index)));
       }
       double number = lua_tonumber(lua, index);
-      if (!std::isfinite(number)) return ConversionError(where, "NaN and infinities have no JSON form");
+      if (!std::isfinite(number))
+        return ConversionError(where, "NaN and infinities have no JSON form");
       return Json(number);
     }
     case LUA_TSTRING: {
@@ -310,8 +313,8 @@ Result<Json> ToJsonValue(lua_State* lua, int index, int depth, const std::string
     default:
       break;
   }
-  return ConversionError(where, std::string("a ") + LuaTypeName(lua, index) +
-                                    " value has no JSON form");
+  return ConversionError(where,
+                         std::string("a ") + LuaTypeName(lua, index) + " value has no JSON form");
 }
 
 // ---- boxes: C++ values owned by Lua userdata, destroyed by the garbage collector ----
@@ -433,8 +436,8 @@ void RemoveField(lua_State* lua, const char* name) {
 // Opens the allowed libraries and installs the helpers. Runs under lua_pcall.
 int SetUpSandbox(lua_State* lua) {
   luaL_requiref(lua, LUA_GNAME, luaopen_base, 1);
-  for (const char* name : {"dofile", "loadfile", "load", "loadstring", "require",
-                           "collectgarbage", "warn"}) {
+  for (const char* name :
+       {"dofile", "loadfile", "load", "loadstring", "require", "collectgarbage", "warn"}) {
     RemoveField(lua, name);
   }
   lua_pushcfunction(lua, SafePcall);
@@ -532,15 +535,14 @@ LuaFunction::LuaFunction(std::unique_ptr<LuaState> state, std::string name)
 
 LuaFunction::~LuaFunction() = default;
 
-Result<std::shared_ptr<LuaFunction>> LuaFunction::Compile(std::string_view source,
-                                                          std::string name,
+Result<std::shared_ptr<LuaFunction>> LuaFunction::Compile(std::string_view source, std::string name,
                                                           const LuaLimits& limits) {
   std::size_t start = source.find_first_not_of(" \t\r\n");
   std::string_view trimmed = start == std::string_view::npos ? "" : source.substr(start);
   if (!IsLuaFunctionSource(Json(boost::json::string(trimmed)))) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     name + ": expected a Lua function, written as "
-                            "'function(data) ... return data end'");
+    return MakeError(ErrorCode::kInvalidArgument, name +
+                                                      ": expected a Lua function, written as "
+                                                      "'function(data) ... return data end'");
   }
   std::unique_ptr<LuaState> state = NewState(name, limits);
   if (!state) return MakeError(ErrorCode::kInternal, name + ": cannot create a Lua state");
@@ -643,20 +645,25 @@ namespace {
 Result<std::shared_ptr<LuaFunction>> CompileCode(const Json& code, const std::string& path,
                                                  const LuaLimits& limits) {
   if (!code.is_string()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     path + ": expected Lua source text such as "
-                            "'function(data) return data end'");
+    return MakeError(ErrorCode::kInvalidArgument, path +
+                                                      ": expected Lua source text such as "
+                                                      "'function(data) return data end'");
   }
   return LuaFunction::Compile(code.get_string(), path, limits);
 }
 
 std::string KindName(const Json& value) {
   switch (value.kind()) {
-    case boost::json::kind::array: return "an array";
-    case boost::json::kind::string: return "a string";
-    case boost::json::kind::bool_: return "a boolean";
-    case boost::json::kind::null: return "json.null";
-    default: return "a number";
+    case boost::json::kind::array:
+      return "an array";
+    case boost::json::kind::string:
+      return "a string";
+    case boost::json::kind::bool_:
+      return "a boolean";
+    case boost::json::kind::null:
+      return "json.null";
+    default:
+      return "a number";
   }
 }
 
@@ -679,16 +686,15 @@ JsonObject InInputOrder(const JsonObject& input, JsonObject output) {
 Result<replicator::Transform> CompileLuaTransform(const Json& code, const std::string& path,
                                                   const LuaLimits& limits) {
   S3DB_ASSIGN_OR_RETURN(std::shared_ptr<LuaFunction> function, CompileCode(code, path, limits));
-  return replicator::Transform(
-      [function](const JsonObject& data) -> std::optional<JsonObject> {
-        auto result = function->Call({Json(data)});
-        if (!result) throw std::runtime_error(result.error().message);
-        if (!result->has_value()) return std::nullopt;
-        Json& value = **result;
-        if (value.is_object()) return InInputOrder(data, std::move(value.get_object()));
-        throw std::runtime_error("the transform must return a table (the record) or nil, not " +
-                                 KindName(value));
-      });
+  return replicator::Transform([function](const JsonObject& data) -> std::optional<JsonObject> {
+    auto result = function->Call({Json(data)});
+    if (!result) throw std::runtime_error(result.error().message);
+    if (!result->has_value()) return std::nullopt;
+    Json& value = **result;
+    if (value.is_object()) return InInputOrder(data, std::move(value.get_object()));
+    throw std::runtime_error("the transform must return a table (the record) or nil, not " +
+                             KindName(value));
+  });
 }
 
 Result<replicator::ShouldReplicate> CompileLuaShouldReplicate(const Json& code,

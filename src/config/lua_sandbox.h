@@ -38,7 +38,7 @@
 namespace s3db::config {
 
 struct LuaLimits {
-  std::uint64_t instruction_limit = 10'000'000;     // VM instructions per call
+  std::uint64_t instruction_limit = 10'000'000;       // VM instructions per call
   std::size_t memory_limit_bytes = 64 * 1024 * 1024;  // bytes held by one function's state
 };
 

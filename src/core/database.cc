@@ -291,6 +291,11 @@ Status Database::Close() {
   return first;
 }
 
+bool Database::IsClosed() const {
+  std::shared_lock lock(plugins_mutex_);
+  return closed_;
+}
+
 std::size_t Database::On(std::string event, EventHandler handler) {
   std::lock_guard lock(events_mutex_);
   std::size_t handle = next_handle_++;

@@ -18,6 +18,10 @@ namespace {
 constexpr std::size_t kMaxRecordBytes = 32 * 1024 * 1024;
 constexpr std::size_t kMaxIdBytes = 255;
 constexpr std::string_view kDeletedField = "_deleted";
+constexpr std::string_view kDeletedAtField = "_deletedAt";
+constexpr std::string_view kBeforeField = "_before";
+// A delete marker older than this belongs to a writer that died; others finish its delete.
+constexpr std::int64_t kStaleMarkerMs = 5000;
 
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -191,8 +195,53 @@ Status Resource::Emit(Change change) {
   return database_.DeliverChange(change);
 }
 
+Status Resource::CheckOpen() const {
+  if (database_.IsClosed()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "resource '" + name() + "': the database is closed; writes are refused");
+  }
+  return Ok();
+}
+
+Result<bool> Resource::FinishStaleDelete(std::string_view id) {
+  auto object = store_.Get(DataKey(id));
+  if (!object) {
+    if (object.error().code == ErrorCode::kNotFound) return true;
+    return tl::unexpected(object.error());
+  }
+  auto marker = ParseJsonObject(object->body);
+  if (!marker || !IsDeletionMarker(*marker)) return true;
+  const Json* at = marker->if_contains(kDeletedAtField);
+  std::int64_t claimed_at = at && at->is_int64() ? at->get_int64() : 0;
+  if (NowMs() - claimed_at < kStaleMarkerMs) return false;  // its writer may still finish
+
+  std::uint64_t revision = RevisionOf(*marker);
+  JsonObject tombstone;
+  tombstone[kRevisionField] = revision;
+  tombstone["deletedAt"] = NowMs();
+  S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
+  // Remove the marker only if it is still the same one (a racing finisher may have won).
+  PutOptions same;
+  same.if_match = object->info.etag;
+  JsonObject finished = *marker;
+  finished[kDeletedAtField] = std::int64_t{0};
+  auto claimed = store_.Put(DataKey(id), boost::json::serialize(finished), same);
+  if (!claimed) return claimed.error().code == ErrorCode::kConflict ? false : true;
+  S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
+  Change change;
+  change.id = std::string(id);
+  change.revision = revision;
+  change.action = Action::kDelete;
+  if (const Json* before = marker->if_contains(kBeforeField); before && before->is_object()) {
+    change.before = before->get_object();
+  }
+  S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
+  return true;
+}
+
 Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) {
   S3DB_RETURN_IF_ERROR(ValidateId(id));
+  S3DB_RETURN_IF_ERROR(CheckOpen());
   int retries = database_.options().max_conflict_retries;
   for (int attempt = 0; attempt <= retries; ++attempt) {
     std::optional<JsonObject> current;
@@ -202,8 +251,10 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
       current = std::move(loaded->first);
       etag = std::move(loaded->second);
     } else if (loaded.error().code == ErrorCode::kConflict) {
-      BackOff(attempt);
-      continue;  // a delete is in progress; let it finish
+      // A delete is in progress: wait for it, or finish it when its writer died.
+      S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
+      if (!gone) BackOff(attempt);
+      continue;
     } else if (loaded.error().code != ErrorCode::kNotFound) {
       return tl::unexpected(loaded.error());
     }
@@ -266,6 +317,7 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
     generated = true;
   }
   S3DB_RETURN_IF_ERROR(ValidateId(id));
+  S3DB_RETURN_IF_ERROR(CheckOpen());
 
   std::uint64_t revision = 1;
   if (!generated) {
@@ -285,6 +337,20 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
   PutOptions options;
   options.if_none_match = true;
   auto put = store_.Put(DataKey(id), body, options);
+  if (!put && put.error().code == ErrorCode::kConflict && !generated) {
+    // The key may hold the marker of an unfinished delete rather than a record.
+    auto existing = Load(id);
+    if (!existing && existing.error().code == ErrorCode::kConflict) {
+      S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
+      if (gone) {
+        data = std::move(record);
+        data.erase(kRevisionField);
+        return Insert(std::move(data));
+      }
+      return MakeError(ErrorCode::kConflict, "record '" + id + "' of resource '" + name() +
+                                                 "' is being deleted; retry");
+    }
+  }
   if (!put) {
     if (put.error().code == ErrorCode::kConflict) {
       return MakeError(ErrorCode::kAlreadyExists,
@@ -371,9 +437,17 @@ Result<JsonObject> Resource::Patch(std::string_view id, const JsonObject& fields
 
 Status Resource::Delete(std::string_view id) {
   S3DB_RETURN_IF_ERROR(ValidateId(id));
+  S3DB_RETURN_IF_ERROR(CheckOpen());
   int retries = database_.options().max_conflict_retries;
   for (int attempt = 0; attempt <= retries; ++attempt) {
     auto loaded = Load(id);
+    if (!loaded && loaded.error().code == ErrorCode::kConflict) {
+      S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
+      if (!gone) {
+        BackOff(attempt);
+        continue;
+      }
+    }
     if (!loaded) {
       if (loaded.error().code == ErrorCode::kNotFound || loaded.error().code == ErrorCode::kConflict) {
         return MakeError(ErrorCode::kNotFound,
@@ -389,6 +463,8 @@ Status Resource::Delete(std::string_view id) {
     marker[kIdField] = id;
     marker[kRevisionField] = revision;
     marker[kDeletedField] = true;
+    marker[kDeletedAtField] = NowMs();
+    marker[kBeforeField] = current;
     PutOptions claim;
     claim.if_match = etag;
     auto claimed = store_.Put(DataKey(id), boost::json::serialize(marker), claim);

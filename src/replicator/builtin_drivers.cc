@@ -15,6 +15,10 @@
 #include "drivers/sqs/sqs_driver.h"
 #define S3DB_HAS_SQS_DRIVER 1
 #endif
+#if __has_include("drivers/files/file_driver.h")
+#include "drivers/files/file_driver.h"
+#define S3DB_HAS_FILE_DRIVERS 1
+#endif
 #if __has_include("drivers/bigquery/bigquery_driver.h")
 #include "drivers/bigquery/bigquery_driver.h"
 #define S3DB_HAS_BIGQUERY_DRIVER 1
@@ -32,6 +36,9 @@ void RegisterBuiltinDrivers() {
 #endif
 #ifdef S3DB_HAS_SQS_DRIVER
   RegisterSqsDriver();
+#endif
+#ifdef S3DB_HAS_FILE_DRIVERS
+  RegisterFileDrivers();
 #endif
 #ifdef S3DB_HAS_BIGQUERY_DRIVER
   RegisterBigqueryDriver();

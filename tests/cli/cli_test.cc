@@ -1,12 +1,11 @@
 // The s3db binary, run as a user would: in a temporary folder, with arguments, standard input
 // and environment, checking exit codes, standard output and standard error.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
@@ -291,8 +290,8 @@ TEST_F(CliTest, ImportsJsonArrayJsonLinesAndCsv) {
             0);
   std::string array = "[\n";
   for (int i = 0; i < 120; ++i) {
-    array += std::string(i ? ",\n" : "") + R"({"id":"a)" + std::to_string(i) +
-             R"(","name":"n)" + std::to_string(i) + R"(","age":)" + std::to_string(i) + "}";
+    array += std::string(i ? ",\n" : "") + R"({"id":"a)" + std::to_string(i) + R"(","name":"n)" +
+             std::to_string(i) + R"(","age":)" + std::to_string(i) + "}";
   }
   array += "\n]\n";
   WriteFile("people.json", array);
@@ -300,7 +299,10 @@ TEST_F(CliTest, ImportsJsonArrayJsonLinesAndCsv) {
   ASSERT_EQ(json.exit_code, 0) << Describe(json);
   EXPECT_NE(json.out.find("imported 120, failed 0"), std::string::npos) << json.out;
 
-  WriteFile("more.jsonl", R"({"id":"j1","name":"J1"})" "\n\n" R"({"id":"j2","name":"J2"})" "\n");
+  WriteFile("more.jsonl", R"({"id":"j1","name":"J1"})"
+                          "\n\n"
+                          R"({"id":"j2","name":"J2"})"
+                          "\n");
   CliResult jsonl = Run({"import", "more.jsonl", "-r", "people"});
   ASSERT_EQ(jsonl.exit_code, 0) << Describe(jsonl);
   EXPECT_NE(jsonl.out.find("imported 2, failed 0"), std::string::npos);
@@ -321,15 +323,17 @@ TEST_F(CliTest, ImportsJsonArrayJsonLinesAndCsv) {
   EXPECT_FALSE(c2.contains("age"));
   EXPECT_EQ(c2.at("zip"), Json("99"));
 
-  CliResult piped = Run({"import", "-", "-r", "people", "--format", "ndjson"},
-                        R"({"id":"s1","name":"S"})" "\n");
+  CliResult piped =
+      Run({"import", "-", "-r", "people", "--format", "ndjson"}, R"({"id":"s1","name":"S"})"
+                                                                 "\n");
   ASSERT_EQ(piped.exit_code, 0) << Describe(piped);
   EXPECT_EQ(Lines(Run({"list", "people"}).out).size(), 125u);
 
   CliResult again = Run({"import", "more.jsonl", "-r", "people"});
   EXPECT_NE(again.exit_code, 0);  // the ids exist
   EXPECT_NE(again.out.find("imported 0, failed 2"), std::string::npos) << again.out;
-  WriteFile("upsert.jsonl", R"({"id":"j1","age":5})" "\n");
+  WriteFile("upsert.jsonl", R"({"id":"j1","age":5})"
+                            "\n");
   CliResult upsert = Run({"import", "upsert.jsonl", "-r", "people", "--upsert"});
   ASSERT_EQ(upsert.exit_code, 0) << Describe(upsert);
   JsonObject j1 = ParseObject(Run({"get", "people", "j1"}).out);
@@ -339,7 +343,12 @@ TEST_F(CliTest, ImportsJsonArrayJsonLinesAndCsv) {
 
 TEST_F(CliTest, MalformedImportNamesFileAndLine) {
   ASSERT_EQ(Run({"resource", "create", "t"}).exit_code, 0);
-  WriteFile("bad.jsonl", R"({"id":"1"})" "\n" R"({"id":)" "\n" R"({"id":"3"})" "\n");
+  WriteFile("bad.jsonl", R"({"id":"1"})"
+                         "\n"
+                         R"({"id":)"
+                         "\n"
+                         R"({"id":"3"})"
+                         "\n");
   CliResult jsonl = Run({"import", "bad.jsonl", "-r", "t"});
   EXPECT_NE(jsonl.exit_code, 0);
   EXPECT_NE(jsonl.out.find("imported 2, failed 1"), std::string::npos) << Describe(jsonl);
@@ -401,8 +410,7 @@ TEST_F(CliTest, ConfigErrorsNameFileLineAndPath) {
             "      resources: [users]\n");
   result = Run({"-c", "driver.yaml", "replicators", "list"});
   EXPECT_NE(result.exit_code, 0);
-  EXPECT_NE(result.err.find("driver.yaml:4:7: replicator.replicators[0].driver"),
-            std::string::npos)
+  EXPECT_NE(result.err.find("driver.yaml:4:7: replicator.replicators[0].driver"), std::string::npos)
       << result.err;
 
   result = Run({"-c", "missing.yaml", "resource", "list"});
@@ -436,9 +444,12 @@ http: { listen: "127.0.0.1:0" }
 
 TEST_F(CliTest, ImportWithConfigReplicatesThroughLua) {
   WriteFile("c.yaml", kReplicatedConfig);
-  WriteFile("u.jsonl", R"({"id":"a","name":"Ann","age":30})" "\n"
-                       R"({"id":"b","name":"Kid","age":9})" "\n"
-                       R"({"id":"c","name":"Cy"})" "\n");
+  WriteFile("u.jsonl", R"({"id":"a","name":"Ann","age":30})"
+                       "\n"
+                       R"({"id":"b","name":"Kid","age":9})"
+                       "\n"
+                       R"({"id":"c","name":"Cy"})"
+                       "\n");
   CliResult imported = Run({"-c", "c.yaml", "import", "u.jsonl", "-r", "users"});
   ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
   EXPECT_NE(imported.out.find("imported 3, failed 0"), std::string::npos) << imported.out;
@@ -468,8 +479,7 @@ TEST_F(CliTest, FailingTransformGoesToTheDeadLetterQueue) {
   CliResult letters = Run({"-c", "c.yaml", "dlq", "list", "backup"});
   ASSERT_EQ(letters.exit_code, 0) << Describe(letters);
   ASSERT_EQ(Lines(letters.out).size(), 1u) << letters.out;
-  EXPECT_NE(letters.out.find("Transform function failed for resource 'users'"),
-            std::string::npos)
+  EXPECT_NE(letters.out.find("Transform function failed for resource 'users'"), std::string::npos)
       << letters.out;
   EXPECT_NE(letters.out.find("cannot take x"), std::string::npos);
 
@@ -521,8 +531,10 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   // Writes through the CLI with the same config go to the running service.
   CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"r1","name":"Run"})"});
   ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
-  WriteFile("two.jsonl", R"({"id":"r2","name":"Two","age":40})" "\n"
-                         R"({"id":"r3","name":"Three","age":3})" "\n");
+  WriteFile("two.jsonl", R"({"id":"r2","name":"Two","age":40})"
+                         "\n"
+                         R"({"id":"r3","name":"Three","age":3})"
+                         "\n");
   CliResult imported = Run({"-c", "c.yaml", "import", "two.jsonl", "-r", "users"});
   ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
   EXPECT_NE(imported.out.find("imported 2, failed 0"), std::string::npos);
@@ -567,8 +579,8 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   EXPECT_NE(second.err.find("another s3db process"), std::string::npos) << second.err;
 
   // tail sees a change made while it follows.
-  CliProcess tail(dir_.str(), {"-c", "c.yaml", "replicators", "tail", "--count", "1",
-                               "--timeout", "20"});
+  CliProcess tail(dir_.str(),
+                  {"-c", "c.yaml", "replicators", "tail", "--count", "1", "--timeout", "20"});
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_EQ(Run({"-c", "c.yaml", "update", "users", "r1", R"({"age":50})"}).exit_code, 0);
   CliResult tailed = tail.Finish();

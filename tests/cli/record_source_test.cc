@@ -1,8 +1,5 @@
 // The CSV reader and the import record sources (JSON array, JSON Lines, CSV), and the
 // importer's counting, without the database.
-#include "cli/csv_reader.h"
-#include "cli/importer.h"
-#include "cli/json_input.h"
 #include "cli/record_source.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +7,10 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "cli/csv_reader.h"
+#include "cli/importer.h"
+#include "cli/json_input.h"
 
 namespace s3db::cli {
 namespace {
@@ -46,21 +47,20 @@ TEST(CsvReader, QuotedFieldsHoldCommasQuotesAndLineBreaks) {
   std::vector<std::size_t> lines;
   Rows rows = ReadCsv("name,note\n\"Smith, J\",\"said \"\"hi\"\"\"\n\"multi\r\nline\",x\nlast,y\n",
                       nullptr, &lines);
-  EXPECT_EQ(rows, (Rows{{"name", "note"},
-                        {"Smith, J", "said \"hi\""},
-                        {"multi\r\nline", "x"},
-                        {"last", "y"}}));
+  EXPECT_EQ(
+      rows,
+      (Rows{{"name", "note"}, {"Smith, J", "said \"hi\""}, {"multi\r\nline", "x"}, {"last", "y"}}));
   EXPECT_EQ(lines, (std::vector<std::size_t>{1, 2, 3, 5}));
 }
 
 TEST(CsvReader, SkipsBlankLinesAndByteOrderMark) {
-  EXPECT_EQ(ReadCsv("\xEF\xBB\xBF" "a\n\n1\n\r\n2\n"), (Rows{{"a"}, {"1"}, {"2"}}));
+  EXPECT_EQ(ReadCsv("\xEF\xBB\xBF"
+                    "a\n\n1\n\r\n2\n"),
+            (Rows{{"a"}, {"1"}, {"2"}}));
   EXPECT_EQ(ReadCsv("\xEF\xBC\x81,x\n"), (Rows{{"\xEF\xBC\x81", "x"}}));  // not a BOM
 }
 
-TEST(CsvReader, EmptyQuotedFieldIsAField) {
-  EXPECT_EQ(ReadCsv("\"\"\n"), (Rows{{""}}));
-}
+TEST(CsvReader, EmptyQuotedFieldIsAField) { EXPECT_EQ(ReadCsv("\"\"\n"), (Rows{{""}})); }
 
 TEST(CsvReader, UnclosedQuoteIsAnErrorNamingItsLine) {
   std::string error;
@@ -71,8 +71,7 @@ TEST(CsvReader, UnclosedQuoteIsAnErrorNamingItsLine) {
 TEST(CsvReader, TextAfterClosingQuoteIsAnError) {
   std::string error;
   ReadCsv("a\n\"x\"y\n", &error);
-  EXPECT_NE(error.find("line 2: unexpected 'y' after a closing quote"), std::string::npos)
-      << error;
+  EXPECT_NE(error.find("line 2: unexpected 'y' after a closing quote"), std::string::npos) << error;
 }
 
 struct Collected {
@@ -104,8 +103,8 @@ Collected Collect(InputFormat format, const std::string& text, const Schema* sch
 TEST(JsonArraySource, ReadsEachElement) {
   Collected c = Collect(InputFormat::kJson,
                         "[\n {\"id\":\"a\",\"n\":[1,{\"x\":\"],}\"}]},\n {\"id\":\"b\"}\n]\n");
-  EXPECT_EQ(c.records, (std::vector<std::string>{R"({"id":"a","n":[1,{"x":"],}"}]})",
-                                                 R"({"id":"b"})"}));
+  EXPECT_EQ(c.records,
+            (std::vector<std::string>{R"({"id":"a","n":[1,{"x":"],}"}]})", R"({"id":"b"})"}));
   EXPECT_TRUE(c.errors.empty());
   EXPECT_TRUE(c.fatal.empty()) << c.fatal;
 }
@@ -129,8 +128,7 @@ TEST(JsonArraySource, UnclosedArrayIsFatal) {
   Collected c = Collect(InputFormat::kJson, "[\n{\"a\":1},\n{\"a\":2}\n");
   EXPECT_EQ(c.records.size(), 1u);
   EXPECT_NE(c.fatal.find("is not closed"), std::string::npos) << c.fatal;
-  EXPECT_NE(Collect(InputFormat::kJson, "[{}] x").fatal.find("unexpected text"),
-            std::string::npos);
+  EXPECT_NE(Collect(InputFormat::kJson, "[{}] x").fatal.find("unexpected text"), std::string::npos);
   EXPECT_NE(Collect(InputFormat::kJson, "nope").fatal.find("line 1:"), std::string::npos);
 }
 

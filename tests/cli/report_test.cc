@@ -26,8 +26,8 @@ ReplicatorStats Stats(std::string id, ReplicatorState state) {
 }
 
 TEST(Prometheus, RendersEveryMetricWithHelpTypeAndLabels) {
-  std::string text = RenderPrometheus({Stats("backup", ReplicatorState::kRunning),
-                                       Stats("we\"ird", ReplicatorState::kPaused)});
+  std::string text = RenderPrometheus(
+      {Stats("backup", ReplicatorState::kRunning), Stats("we\"ird", ReplicatorState::kPaused)});
   for (const char* expected : {
            "# TYPE s3db_up gauge\ns3db_up 1\n",
            "# TYPE s3db_replicator_delivered_total counter\n",
@@ -58,11 +58,11 @@ TEST(Prometheus, RendersEveryMetricWithHelpTypeAndLabels) {
 }
 
 TEST(Health, OkOnlyWhenEveryReplicatorRunsOrIsDisabled) {
-  Json ok = HealthToJson({Stats("a", ReplicatorState::kRunning),
-                          Stats("b", ReplicatorState::kDisabled)});
+  Json ok =
+      HealthToJson({Stats("a", ReplicatorState::kRunning), Stats("b", ReplicatorState::kDisabled)});
   EXPECT_EQ(ok.get_object().at("status"), Json("ok"));
-  Json paused = HealthToJson({Stats("a", ReplicatorState::kRunning),
-                              Stats("b", ReplicatorState::kPaused)});
+  Json paused =
+      HealthToJson({Stats("a", ReplicatorState::kRunning), Stats("b", ReplicatorState::kPaused)});
   EXPECT_EQ(paused.get_object().at("status"), Json("unhealthy"));
   const JsonArray& replicators = paused.get_object().at("replicators").get_array();
   ASSERT_EQ(replicators.size(), 2u);

@@ -139,7 +139,8 @@ replicator:
   ASSERT_EQ(config->resources.size(), 2u);
   EXPECT_EQ(config->resources[0].name, "users");
   EXPECT_TRUE(config->resources[0].timestamps);
-  EXPECT_EQ(ToJson(config->resources[0].attributes), R"({"name":"string|required","email":"email"})");
+  EXPECT_EQ(ToJson(config->resources[0].attributes),
+            R"({"name":"string|required","email":"email"})");
   EXPECT_EQ(config->resources[1].name, "tags");
   EXPECT_EQ(config->http.host, "127.0.0.1");
   EXPECT_EQ(config->http.port, 9500);
@@ -161,15 +162,13 @@ TEST(ConfigFile, ErrorsNameFileLineAndPath) {
             "test.yaml:2:1: conection: unknown key (known: connection, connectionString, "
             "stateDir, resources, replicator, http, lua)");
   std::string error = ErrorOf("resources:\n  users:\n    attributes:\n      age: numbr\n");
-  EXPECT_NE(error.find("test.yaml:3:5: resources.users.attributes: "), std::string::npos)
-      << error;
+  EXPECT_NE(error.find("test.yaml:3:5: resources.users.attributes: "), std::string::npos) << error;
   error = ErrorOf("resources:\n  users: { timestamps: 1 }\n");
   EXPECT_NE(error.find("test.yaml:2:12: resources.users.timestamps: expected true or false"),
             std::string::npos)
       << error;
   error = ErrorOf("http:\n  listen: nowhere\n");
-  EXPECT_NE(error.find("test.yaml:2:3: http.listen: 'nowhere' is not host:port"),
-            std::string::npos)
+  EXPECT_NE(error.find("test.yaml:2:3: http.listen: 'nowhere' is not host:port"), std::string::npos)
       << error;
   EXPECT_NE(ErrorOf("").find("empty"), std::string::npos);
   EXPECT_NE(ErrorOf("- a\n- b\n").find("must be a map"), std::string::npos);
@@ -249,8 +248,9 @@ replicator:
 }
 
 TEST(ConfigFile, ReplicatorErrorsNameTheYamlLine) {
-  std::string yaml = "replicator:\n  replicators:\n    - driver: nosuchdriver\n"
-                     "      resources: [users]\n";
+  std::string yaml =
+      "replicator:\n  replicators:\n    - driver: nosuchdriver\n"
+      "      resources: [users]\n";
   auto config = ParseConfig(yaml, "bad.yaml");
   ASSERT_TRUE(config.has_value());
   auto options = config->BuildReplicatorOptions();

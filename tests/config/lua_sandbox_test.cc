@@ -36,8 +36,8 @@ std::string RunToText(const std::string& source, const Json& argument = Json(nul
 }
 
 TEST(LuaSandbox, TransformAddsFieldsAndKeepsTheRest) {
-  auto transform = CompileLuaTransform(
-      Json("function(data) data.full = data.name .. '!' return data end"), "t");
+  auto transform =
+      CompileLuaTransform(Json("function(data) data.full = data.name .. '!' return data end"), "t");
   ASSERT_TRUE(transform.has_value()) << transform.error().message;
   auto out = (*transform)(Parse(R"({"id":"u1","name":"Ann","age":30})").get_object());
   ASSERT_TRUE(out.has_value());
@@ -73,10 +73,10 @@ TEST(LuaSandbox, TransformReturningANonTableIsAnError) {
 }
 
 TEST(LuaSandbox, ShouldReplicateSeesDataAndAction) {
-  auto filter = CompileLuaShouldReplicate(
-      Json("function(data, action) return action ~= 'delete' and "
-           "(data.age == nil or data.age >= 18) end"),
-      "f");
+  auto filter =
+      CompileLuaShouldReplicate(Json("function(data, action) return action ~= 'delete' and "
+                                     "(data.age == nil or data.age >= 18) end"),
+                                "f");
   ASSERT_TRUE(filter.has_value()) << filter.error().message;
   EXPECT_TRUE((*filter)(Parse(R"({"age":20})").get_object(), Action::kInsert));
   EXPECT_FALSE((*filter)(Parse(R"({"age":17})").get_object(), Action::kUpdate));
@@ -87,7 +87,7 @@ TEST(LuaSandbox, ShouldReplicateSeesDataAndAction) {
 TEST(LuaSandbox, ShouldReplicateUsesLuaTruthiness) {
   auto filter = CompileLuaShouldReplicate(Json("function(data) return data.flag end"), "f");
   ASSERT_TRUE(filter.has_value());
-  EXPECT_FALSE((*filter)(JsonObject{}, Action::kInsert));  // nil
+  EXPECT_FALSE((*filter)(JsonObject{}, Action::kInsert));                        // nil
   EXPECT_TRUE((*filter)(Parse(R"({"flag":0})").get_object(), Action::kInsert));  // 0 is true
 }
 
@@ -150,9 +150,9 @@ TEST(LuaSandbox, InfiniteLoopHitsTheInstructionLimit) {
 TEST(LuaSandbox, PcallCannotSwallowTheInstructionLimit) {
   LuaLimits limits;
   limits.instruction_limit = 100000;
-  std::string out = RunToText(
-      "function() while true do pcall(function() while true do end end) end end", Json(nullptr),
-      limits);
+  std::string out =
+      RunToText("function() while true do pcall(function() while true do end end) end end",
+                Json(nullptr), limits);
   EXPECT_NE(out.find("instruction limit exceeded"), std::string::npos) << out;
   out = RunToText(
       "function() local ok = xpcall(function() while true do end end, function(m) return m end)"
@@ -168,16 +168,15 @@ TEST(LuaSandbox, MemoryBombHitsTheMemoryLimit) {
       "function() local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end end",
       Json(nullptr), limits);
   EXPECT_NE(out.find("memory limit exceeded"), std::string::npos) << out;
-  out = RunToText("function() return pcall(string.rep, 'x', 100000000) end", Json(nullptr),
-                  limits);
+  out = RunToText("function() return pcall(string.rep, 'x', 100000000) end", Json(nullptr), limits);
   EXPECT_NE(out.find("memory limit exceeded"), std::string::npos) << out;
 }
 
 TEST(LuaSandbox, StateRecoversAfterALimitError) {
   LuaLimits limits;
   limits.instruction_limit = 100000;
-  auto function = MustCompile("function(n) if n > 0 then while true do end end return n end",
-                              limits);
+  auto function =
+      MustCompile("function(n) if n > 0 then while true do end end return n end", limits);
   ASSERT_TRUE(function);
   EXPECT_FALSE(function->Call({Json(1)}).has_value());
   auto again = function->Call({Json(0)});
@@ -221,8 +220,7 @@ TEST(LuaSandbox, UnicodeStringsSurvive) {
 }
 
 TEST(LuaSandbox, InvalidResultsAreErrors) {
-  EXPECT_NE(RunToText("function() return {f = print} end").find("no JSON form"),
-            std::string::npos);
+  EXPECT_NE(RunToText("function() return {f = print} end").find("no JSON form"), std::string::npos);
   EXPECT_NE(RunToText("function() return {x = 0/0} end").find("NaN"), std::string::npos);
   EXPECT_NE(RunToText("function() local t = {} t.self = t return t end").find("cycle"),
             std::string::npos);

@@ -337,7 +337,9 @@ TEST_F(BigqueryTest, CredentialErrorsNeverQuoteThePrivateKey) {
 
 TEST(BigqueryIdentifiersTest, TableIdsFollowTheDocumentedCategories) {
   // The examples of BigQuery's table naming documentation.
-  for (const char* name : {"table 01", "ग्राहक", "00_お客様", "étudiant-01", "user_profiles"}) {
+  const std::vector<std::string> documented = {"table 01", "ग्राहक", "00_お客様", "étudiant-01",
+                                               "user_profiles"};
+  for (const std::string& name : documented) {
     EXPECT_TRUE(bigquery::IsValidTableId(name)) << name;
   }
   for (const char* name : {"", "a.b", "a/b", "a$b", "a:b", "a`b", "tab\tle", "\xff\xfe"}) {
@@ -1111,7 +1113,7 @@ TEST_F(BigqueryTest, BatchModeLoadsRowsWithAPolledJob) {
   auto driver = Started({{"insertMethod", "batch"}, {"location", "US"}},
                         WithAttributes(R"({"name": "string", "meta": "object"})"));
   std::vector<DeliveryItem> batch = {
-      Item("u1", 1, Action::kInsert, Obj(R"({"name": "Ann", "meta": {"a": 1}})")),
+      Item("u1", 1, Action::kInsert, Obj(R"({"name": "Ann", "meta": {"a": 1}, "list": [1, 2]})")),
       Item("u1", 2, Action::kDelete, Obj(R"({"name": "Ann"})"))};
   auto results = driver->Deliver(batch, 10s);
   for (const auto& result : results) EXPECT_EQ(result.outcome, Outcome::kDelivered) << result.error;
@@ -1123,6 +1125,7 @@ TEST_F(BigqueryTest, BatchModeLoadsRowsWithAPolledJob) {
   auto rows = RowsByChangeId(Rows());
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows["users:u1:1"].at("meta"), Json(Obj(R"({"a": 1})")));
+  EXPECT_EQ(rows["users:u1:1"].at("list"), Json({1, 2}));  // an inferred JSON column
   EXPECT_EQ(Text(rows["users:u1:2"], "_action"), "delete");
   EXPECT_EQ(driver->stats().load_jobs, 1u);
 }

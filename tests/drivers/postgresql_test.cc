@@ -21,6 +21,9 @@
 #include "drivers/postgresql/postgresql_driver.h"
 #include "drivers/postgresql/postgresql_redact.h"
 #include "drivers/postgresql/postgresql_types.h"
+#include "s3db/database.h"
+#include "s3db/replicator/replicator_plugin.h"
+#include "s3db/storage.h"
 #include "test_util.h"
 
 namespace s3db::replicator {
@@ -649,6 +652,22 @@ TEST_F(PostgresqlDriverTest, RevisionGuardIgnoresReplayedOlderChanges) {
   EXPECT_EQ(Value("people", "n", "u1"), "5");
 }
 
+TEST_F(PostgresqlDriverTest, ARevisionColumnNamedRevIsTheRecordsOwnRev) {
+  auto driver = MakeDriver(Object(R"({"revisionColumn":"_rev"})"));
+  ExpectAllDelivered(driver->Deliver(
+      std::vector{Change("people", "u1", 5, Action::kInsert, R"({"id":"u1","_rev":5,"a":1})")},
+      5s));
+  ExpectAllDelivered(driver->Deliver(
+      std::vector{Change("people", "u1", 4, Action::kUpdate, R"({"id":"u1","_rev":4,"a":0})")},
+      5s));
+  auto types = ColumnTypes("people");
+  EXPECT_EQ(types.size(), 3u);
+  EXPECT_EQ(types["_rev"], "bigint not null");
+  EXPECT_EQ(types.count("_s3db_rev"), 0u);
+  EXPECT_EQ(Value("people", "_rev", "u1"), "5");
+  EXPECT_EQ(Value("people", "a", "u1"), "1");
+}
+
 TEST_F(PostgresqlDriverTest, WithoutTombstonesAReplayedOldWriteCanReturnAfterADelete) {
   auto driver = MakeDriver(Object(R"({"tombstones":false})"));
   ExpectAllDelivered(
@@ -1040,6 +1059,51 @@ TEST_F(PostgresqlDriverTest, RecoversWhenTheServerTerminatesTheConnection) {
   ExpectAllDelivered(results);
   EXPECT_EQ(Count("people"), "2");
   EXPECT_EQ(driver->stats().connections_opened, 2u);
+}
+
+TEST_F(PostgresqlDriverTest, ReplicatesThroughThePluginEndToEnd) {
+  testing::TempDir state;
+  DatabaseOptions database_options;
+  database_options.state_dir = state.str();
+  auto database = Database::Open(NewMemoryStore(), database_options);
+  ASSERT_TRUE(database) << database.error().ToString();
+  ResourceDefinition users;
+  users.name = "users";
+  users.attributes = Object(R"({"name":"string|maxlength:50","age":"integer"})");
+  users.timestamps = true;
+  auto resource = (*database)->CreateResource(users);
+  ASSERT_TRUE(resource) << resource.error().ToString();
+
+  ReplicatorPluginOptions options;
+  options.linger_ms = 1;
+  options.retry_base_ms = 5;
+  options.max_backoff_ms = 50;
+  ReplicatorConfig replicator;
+  replicator.id = "pg";
+  replicator.driver = "postgres";  // the alias, found in the registry
+  auto mapping = ResourceMapping::FromJson(Json(Object(R"({"users":"people"})")));
+  ASSERT_TRUE(mapping) << mapping.error().ToString();
+  replicator.resources = std::move(*mapping);
+  replicator.config = Config();
+  options.replicators.push_back(std::move(replicator));
+  auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+  S3DB_ASSERT_OK((*database)->UsePlugin(plugin));
+
+  ASSERT_TRUE((*resource)->Insert(Object(R"({"id":"u1","name":"Ana","age":41})")));
+  ASSERT_TRUE((*resource)->Insert(Object(R"({"id":"u2","name":"Bo","age":7})")));
+  ASSERT_TRUE((*resource)->Update("u1", Object(R"({"age":42})")));
+  S3DB_ASSERT_OK((*resource)->Delete("u2"));
+  S3DB_ASSERT_OK(plugin->WaitIdle(20s));
+
+  EXPECT_EQ(Count("people"), "1");
+  EXPECT_EQ(Value("people", "name", "u1"), "Ana");
+  EXPECT_EQ(Value("people", "age", "u1"), "42");
+  EXPECT_EQ(Value("people", "_s3db_rev", "u1"), Value("people", "_rev", "u1"));
+  auto types = ColumnTypes("people");
+  EXPECT_EQ(types["name"], "character varying(50)");
+  EXPECT_EQ(types["age"], "bigint");
+  EXPECT_EQ(types["createdAt"], "timestamp with time zone");
+  S3DB_EXPECT_OK((*database)->Close());
 }
 
 TEST_F(PostgresqlDriverTest, ServerRestartMidStreamLosesNothing) {

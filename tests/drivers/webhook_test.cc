@@ -35,11 +35,20 @@ class Sink {
 
   std::string Url(const std::string& path) const { return base_ + path; }
 
-  void Reset() { Post("/__reset", "{}"); }
+  // Scopes Reset and Script to requests under `path`, so tests running in parallel against the
+  // one shared sink never consume or clear each other's scripted replies.
+  void SetScope(std::string path) { scope_ = std::move(path); }
+
+  void Reset() {
+    JsonObject body;
+    if (!scope_.empty()) body["path"] = scope_;
+    Post("/__reset", ToJson(body));
+  }
 
   // Queues scripted replies, e.g. {{"status", 500}} or {{"status", 429}, {"headers", {...}}}.
   void Script(const JsonArray& responses) {
     JsonObject body;
+    if (!scope_.empty()) body["path"] = scope_;
     body["responses"] = responses;
     Post("/__script", ToJson(body));
   }
@@ -85,6 +94,7 @@ class Sink {
     ASSERT_EQ(response->status, 200) << response->body;
   }
 
+  std::string scope_;  // "" = the whole sink
   std::string base_;
   std::unique_ptr<net::HttpClient> client_;
 };
@@ -142,8 +152,9 @@ class WebhookDriverTest : public ::testing::Test {
   void SetUp() override {
     S3DB_REQUIRE_SERVER("S3DB_TEST_WEBHOOK_URL");
     sink_ = std::make_unique<Sink>(testing::EnvOrEmpty("S3DB_TEST_WEBHOOK_URL"));
-    sink_->Reset();
     path_ = "/hooks/" + testing::UniqueToken();
+    sink_->SetScope(path_);
+    sink_->Reset();
   }
 
   // A driver for `config` (url filled in unless given).

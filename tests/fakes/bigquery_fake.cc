@@ -526,7 +526,7 @@ std::string CheckValue(const FakeField& field, const Json& value, Flavor flavor,
     out = std::move(items);
     return "";
   }
-  if (value.is_array()) {
+  if (value.is_array() && field.type != "JSON") {
     return "Array specified for non-repeated field: " + path + ".";
   }
   return CheckScalar(field, value, flavor, ignore_unknown, out, path);
@@ -1754,6 +1754,9 @@ void FakeBigQuery::State::HandleQuery(const httplib::Request& req, httplib::Resp
 
 void FakeBigQuery::State::Register() {
   server.set_payload_max_length(64 * 1024 * 1024);
+  // Replies go out as two writes (headers, body): without TCP_NODELAY every reply waits for
+  // the client's delayed ACK (about 40 ms).
+  server.set_tcp_nodelay(true);
   server.Post("/token",
               [this](const httplib::Request& q, httplib::Response& r) { HandleToken(q, r); });
   const std::string p = "/bigquery/v2/projects/([^/]+)";

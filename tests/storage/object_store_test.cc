@@ -140,7 +140,7 @@ TEST_P(ObjectStoreTest, UnusualKeysRoundTrip) {
                                    "x/.hidden",
                                    // The S3 test server keeps each segment as a file name plus
                                    // a suffix, so it cannot hold 240-byte segments.
-                                   "x/" + std::string(GetParam() == "s3" ? 200 : 240, 'L')};
+                                   "x/" + std::string(GetParam() == "s3" ? 150 : 240, 'L')};
   for (const auto& key : keys) {
     S3DB_ASSERT_OK(store_->Put(key, key));
     auto got = store_->Get(key);

@@ -258,8 +258,9 @@ class ReplicatorPlugin : public Plugin {
   std::string_view Name() const override { return "replicator"; }
   // Validates the options, opens the change log, creates the drivers (no connection yet).
   Status Install(Database& database) override;
-  // Starts the drivers and dispatchers. A driver whose Start fails with a retryable error
-  // keeps retrying in the background (state paused); a configuration error fails Start.
+  // Starts the drivers and dispatchers. A driver whose Start fails with a permanent error
+  // (bad configuration) fails Start. Unauthorized, unavailable, timeout, I/O and conflict
+  // errors keep retrying in the background: the replicator shows state paused and LastError.
   Status Start() override;
   // Stops dispatchers (in-flight batches finish), flushes drivers, saves checkpoints.
   Status Stop() override;

@@ -8,7 +8,8 @@
 namespace s3db::replicator::bigquery {
 namespace {
 
-constexpr std::chrono::milliseconds kMinimumRequestTime{1};
+// A request is not started with less time than this left: it could not get an answer.
+constexpr std::chrono::milliseconds kMinimumRequestTime{50};
 
 ApiReply ToReply(const net::HttpResponse& response) {
   ApiReply reply;

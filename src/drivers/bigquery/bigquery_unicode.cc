@@ -10,6 +10,7 @@
 namespace s3db::replicator::bigquery {
 namespace {
 
+// clang-format off
 constexpr std::array<std::pair<char32_t, char32_t>, 802> kTableNameRanges = {{
   {0x20, 0x20}, {0x2D, 0x2D}, {0x30, 0x39}, {0x41, 0x5A}, {0x5F, 0x5F}, {0x61, 0x7A}, {0xA0, 0xA0},
   {0xAA, 0xAA}, {0xB2, 0xB3}, {0xB5, 0xB5}, {0xB9, 0xBA}, {0xBC, 0xBE}, {0xC0, 0xD6}, {0xD8, 0xF6},
@@ -182,15 +183,15 @@ constexpr std::array<std::pair<char32_t, char32_t>, 802> kTableNameRanges = {{
   {0x20000, 0x2A6DF}, {0x2A700, 0x2B738}, {0x2B740, 0x2B81D}, {0x2B820, 0x2CEA1},
   {0x2CEB0, 0x2EBE0}, {0x2F800, 0x2FA1D}, {0x30000, 0x3134A}, {0xE0100, 0xE01EF},
 }};
+// clang-format on
 
 }  // namespace
 
 bool IsTableNameCodePoint(char32_t code_point) {
-  auto after = std::upper_bound(
-      kTableNameRanges.begin(), kTableNameRanges.end(), code_point,
-      [](char32_t value, const std::pair<char32_t, char32_t>& range) {
-        return value < range.first;
-      });
+  auto after = std::upper_bound(kTableNameRanges.begin(), kTableNameRanges.end(), code_point,
+                                [](char32_t value, const std::pair<char32_t, char32_t>& range) {
+                                  return value < range.first;
+                                });
   if (after == kTableNameRanges.begin()) return false;
   --after;
   return code_point <= after->second;

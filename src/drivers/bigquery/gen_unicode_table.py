@@ -46,6 +46,7 @@ def main():
     print("namespace s3db::replicator::bigquery {")
     print("namespace {")
     print()
+    print("// clang-format off")
     print("constexpr std::array<std::pair<char32_t, char32_t>, %d> kTableNameRanges = {{"
           % len(table))
     line = " "
@@ -58,15 +59,17 @@ def main():
     if line.strip():
         print(line)
     print("}};")
+    print("// clang-format on")
     print()
     print("}  // namespace")
     print()
     print("bool IsTableNameCodePoint(char32_t code_point) {")
-    print("  auto after = std::upper_bound(")
-    print("      kTableNameRanges.begin(), kTableNameRanges.end(), code_point,")
-    print("      [](char32_t value, const std::pair<char32_t, char32_t>& range) {")
-    print("        return value < range.first;")
-    print("      });")
+    print("  auto after = std::upper_bound(kTableNameRanges.begin(), kTableNameRanges.end(), "
+          "code_point,")
+    print("                                [](char32_t value, const std::pair<char32_t, "
+          "char32_t>& range) {")
+    print("                                  return value < range.first;")
+    print("                                });")
     print("  if (after == kTableNameRanges.begin()) return false;")
     print("  --after;")
     print("  return code_point <= after->second;")

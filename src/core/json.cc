@@ -121,6 +121,14 @@ Result<Json> ParseJson(std::string_view text, const JsonParseOptions& options) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "invalid JSON at byte " + std::to_string(consumed) + ": " + what);
   }
+  for (std::size_t i = consumed; i < text.size(); ++i) {
+    char c = text[i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "invalid JSON at byte " + std::to_string(i) +
+                           ": unexpected text after the value");
+    }
+  }
   return parser.handler().stack.release();
 }
 

@@ -26,6 +26,13 @@ TEST(JsonTest, IntegersBeyond64BitsAreRejectedNotRounded) {
   S3DB_ASSERT_OK(ParseJson("-0"));
 }
 
+TEST(JsonTest, TextAfterTheValueIsRejected) {
+  EXPECT_FALSE(ParseJson("007"));
+  EXPECT_FALSE(ParseJson(R"({"a":1} xyz)"));
+  EXPECT_FALSE(ParseJson("1 2"));
+  S3DB_EXPECT_OK(ParseJson("{\"a\":1}  \n"));
+}
+
 TEST(JsonTest, InvalidUtf8IsRejected) {
   auto parsed = ParseJson("{\"a\":\"\xff\xfe\"}");
   ASSERT_FALSE(parsed);

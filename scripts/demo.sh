@@ -63,10 +63,16 @@ run() {
   s3db "$@"
 }
 
-step "demo: file://./demo-data"
-rm -rf demo-data
-run resource create countries --attributes "$(tr -d ' \n' <<<"$attributes")" --timestamps
-run import "$countries_file" --resource countries
+step "demo: file://./demo-data, replicated to ./demo-mirror and ./demo-exports"
+rm -rf demo-data demo-mirror demo-exports
+# The config (examples/config/demo.yaml) declares the resource and its replicators: a second
+# s3db database (a plain copy and a Lua-transformed summary) and JSONL, CSV and Parquet files.
+# The import replicates every record and prints, per replicator, delivered / filtered / failed
+# and the write -> delivered latency.
+echo "\$ build/s3db -c examples/config/demo.yaml import countries.jsonl --resource countries" >&2
+"$build_dir/s3db" -c examples/config/demo.yaml import "$countries_file" --resource countries
 run list countries --limit 10 >"$work_dir/list.txt"
-head -n 20 "$work_dir/list.txt"
-echo "(the records are files under ./demo-data; run the commands above to explore them)" >&2
+head -n 5 "$work_dir/list.txt"
+echo "exports:" >&2
+ls -l demo-exports >&2
+echo "(records under ./demo-data, the copy under ./demo-mirror, files under ./demo-exports)" >&2

@@ -5,7 +5,7 @@
 #   3. installs the build into a temporary prefix and builds + runs examples/ against it
 #      (proves that find_package(s3db) works for a user),
 #   4. starts the test servers (scripts/test-services.sh), then runs ctest.
-# The servers are stopped on exit, silently, so ctest's summary is the last thing printed.
+# The servers are stopped on exit, silently; ctest's summary line is repeated last.
 # The exit code is ctest's (or that of the first step that failed).
 #
 # Environment: S3DB_BUILD_DIR (default build), S3DB_CTEST_JOBS (default 2), plus those of
@@ -52,5 +52,15 @@ eval "$service_env"
 
 step "ctest"
 set +e
-ctest --test-dir "$build_dir" --output-on-failure -j "${S3DB_CTEST_JOBS:-2}" "$@"
-exit $?
+ctest_log="$build_dir/ctest-output.log"
+ctest --test-dir "$build_dir" --output-on-failure -j "${S3DB_CTEST_JOBS:-2}" "$@" 2>&1 |
+  tee "$ctest_log"
+status=${PIPESTATUS[0]}
+# ctest prints its timing and the list of skipped tests after the summary; repeat the summary so
+# that it is the last line of the output, as CI reads it.
+summary=$(grep -E '^[0-9]+% tests passed' "$ctest_log" | tail -n 1)
+if [[ -n "$summary" ]]; then
+  echo
+  echo "$summary"
+fi
+exit "$status"

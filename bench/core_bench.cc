@@ -4,6 +4,7 @@
 //
 // Usage: core_bench [--records N] [--s3 URL] [--stores memory,file,s3]
 //   URL: http://KEY:SECRET@127.0.0.1:4568/bucket (defaults to $S3DB_TEST_S3_URL)
+#include <fmt/core.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -15,8 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "s3db/s3db.h"
 
@@ -79,15 +78,19 @@ void BenchStore(const std::string& label, const std::string& connection, int n) 
       return;
     }
     std::atomic<int> failures{0};
-    double inserts = Run(n, threads, [&](int i) { return (*resource)->Insert(MakeRecord(i)).has_value(); }, failures);
-    double gets = Run(n, threads, [&](int i) {
-      return (*resource)->Get(fmt::format("rec-{:08d}", i)).has_value();
-    }, failures);
+    double inserts = Run(
+        n, threads, [&](int i) { return (*resource)->Insert(MakeRecord(i)).has_value(); },
+        failures);
+    double gets = Run(
+        n, threads,
+        [&](int i) { return (*resource)->Get(fmt::format("rec-{:08d}", i)).has_value(); },
+        failures);
     s3db::JsonObject patch;
     patch["name"] = "Changed";
-    double updates = Run(n, threads, [&](int i) {
-      return (*resource)->Update(fmt::format("rec-{:08d}", i), patch).has_value();
-    }, failures);
+    double updates = Run(
+        n, threads,
+        [&](int i) { return (*resource)->Update(fmt::format("rec-{:08d}", i), patch).has_value(); },
+        failures);
     fmt::print("{:<8} {:>7} {:>12.0f} {:>12.0f} {:>12.0f} {:>9} {:>10.1f}\n", label, threads,
                inserts, gets, updates, failures.load(), PeakRssMb());
   }
@@ -117,10 +120,11 @@ double CurlPutRate(const s3db::ConnectionString& s3, int n) {
                                  s3.prefix.empty() ? "" : s3.prefix + "/", getpid());
   for (int i = 0; i < n; ++i) {
     if (i) std::fputs("next\n", file);
-    fmt::print(file,
-               "url = \"{}{}\"\nrequest = PUT\nupload-file = \"{}\"\nsilent\noutput = /dev/null\n"
-               "aws-sigv4 = \"aws:amz:{}:s3\"\nuser = \"{}:{}\"\nheader = \"x-amz-content-sha256: {}\"\n",
-               base, i, body_path, s3.region, s3.access_key, s3.secret_key, sha);
+    fmt::print(
+        file,
+        "url = \"{}{}\"\nrequest = PUT\nupload-file = \"{}\"\nsilent\noutput = /dev/null\n"
+        "aws-sigv4 = \"aws:amz:{}:s3\"\nuser = \"{}:{}\"\nheader = \"x-amz-content-sha256: {}\"\n",
+        base, i, body_path, s3.region, s3.access_key, s3.secret_key, sha);
   }
   std::fclose(file);
   auto start = Clock::now();
@@ -142,7 +146,8 @@ int main(int argc, char** argv) {
     if (flag == "--s3") s3_url = argv[i + 1];
     if (flag == "--stores") stores = argv[i + 1];
   }
-  std::string file_root = std::filesystem::temp_directory_path() / fmt::format("core-bench-data-{}", getpid());
+  std::string file_root =
+      std::filesystem::temp_directory_path() / fmt::format("core-bench-data-{}", getpid());
 
   fmt::print("core_bench: {} records of ~1 KiB per run\n", n);
   fmt::print("{:<8} {:>7} {:>12} {:>12} {:>12} {:>9} {:>10}\n", "store", "threads", "insert/s",
@@ -158,11 +163,14 @@ int main(int argc, char** argv) {
       std::string body = s3db::ToJson(MakeRecord(1));
       int puts = std::min(n, 2000);
       auto start = Clock::now();
-      for (int i = 0; i < puts; ++i) (void)(*store)->Put(fmt::format("raw-{}/{}", getpid(), i), body);
+      for (int i = 0; i < puts; ++i)
+        (void)(*store)->Put(fmt::format("raw-{}/{}", getpid(), i), body);
       double ours = puts / std::chrono::duration<double>(Clock::now() - start).count();
       double curl = CurlPutRate(*parsed, puts);
-      fmt::print("\nS3 PUT, 1 thread, {} objects of {} bytes: s3db {:.0f}/s, curl {:.0f}/s, "
-                 "ratio {:.2f}\n", puts, body.size(), ours, curl, curl > 0 ? ours / curl : 0);
+      fmt::print(
+          "\nS3 PUT, 1 thread, {} objects of {} bytes: s3db {:.0f}/s, curl {:.0f}/s, "
+          "ratio {:.2f}\n",
+          puts, body.size(), ours, curl, curl > 0 ? ours / curl : 0);
     }
   }
   std::filesystem::remove_all(file_root);

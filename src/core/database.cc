@@ -2,11 +2,10 @@
 
 #include <unistd.h>
 
+#include <boost/json/serialize.hpp>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-
-#include <boost/json/serialize.hpp>
 
 #include "core/thread_pool.h"
 
@@ -28,8 +27,9 @@ std::string NowIso() {
 
 Status ValidateResourceName(std::string_view name) {
   if (name.empty() || name.size() > 100) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "resource name must have 1 to 100 characters, got " + std::to_string(name.size()));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "resource name must have 1 to 100 characters, got " + std::to_string(name.size()));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -55,9 +55,8 @@ std::string DefaultStateDir(const ObjectStore& store) {
   std::string description = store.Describe();
   if (description.rfind("file://", 0) == 0) return description.substr(7) + "/.s3db-state";
   std::string name;
-  for (char c : description.substr(description.find("://") == std::string::npos
-                                        ? 0
-                                        : description.find("://") + 3)) {
+  for (char c : description.substr(
+           description.find("://") == std::string::npos ? 0 : description.find("://") + 3)) {
     name += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
   }
   if (description.rfind("memory://", 0) == 0) {
@@ -96,14 +95,15 @@ Status Database::LoadCatalogue() {
   auto object = store_->Get(kCatalogueKey);
   if (!object) {
     if (object.error().code == ErrorCode::kNotFound) return Ok();
-    return MakeError(object.error().code, "cannot read the catalogue " + std::string(kCatalogueKey) +
-                                              " at " + Describe() + ": " + object.error().message);
+    return MakeError(object.error().code, "cannot read the catalogue " +
+                                              std::string(kCatalogueKey) + " at " + Describe() +
+                                              ": " + object.error().message);
   }
   auto parsed = ParseJsonObject(object->body);
   if (!parsed) {
-    return MakeError(ErrorCode::kInvalidArgument, "the catalogue " + std::string(kCatalogueKey) +
-                                                      " at " + Describe() + " is not valid JSON: " +
-                                                      parsed.error().message);
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the catalogue " + std::string(kCatalogueKey) + " at " + Describe() +
+                         " is not valid JSON: " + parsed.error().message);
   }
   std::unique_lock lock(resources_mutex_);
   catalogue_ = std::move(*parsed);
@@ -120,18 +120,21 @@ Status Database::LoadCatalogue() {
     const auto& body = version->get_object();
     ResourceDefinition definition;
     definition.name = std::string(name);
-    if (auto* a = body.if_contains("attributes"); a && a->is_object()) definition.attributes = a->get_object();
-    if (auto* t = body.if_contains("timestamps"); t && t->is_bool()) definition.timestamps = t->get_bool();
-    if (auto* s = body.if_contains("idSize"); s && s->is_int64()) definition.id_size = static_cast<int>(s->get_int64());
+    if (auto* a = body.if_contains("attributes"); a && a->is_object())
+      definition.attributes = a->get_object();
+    if (auto* t = body.if_contains("timestamps"); t && t->is_bool())
+      definition.timestamps = t->get_bool();
+    if (auto* s = body.if_contains("idSize"); s && s->is_int64())
+      definition.id_size = static_cast<int>(s->get_int64());
     auto schema = Schema::Parse(definition.attributes);
     if (!schema) {
       return MakeError(ErrorCode::kInvalidArgument, "the catalogue entry of resource '" +
-                                                        std::string(name) + "' is invalid: " +
-                                                        schema.error().message);
+                                                        std::string(name) +
+                                                        "' is invalid: " + schema.error().message);
     }
     std::string key = definition.name;
-    resources_.emplace(std::move(key),
-                       std::make_unique<Resource>(*this, std::move(definition), std::move(*schema)));
+    resources_.emplace(std::move(key), std::make_unique<Resource>(*this, std::move(definition),
+                                                                  std::move(*schema)));
   }
   return Ok();
 }
@@ -181,8 +184,8 @@ Status Database::SaveCatalogueEntry(const ResourceDefinition& definition) {
 Result<Resource*> Database::CreateResource(ResourceDefinition definition) {
   S3DB_RETURN_IF_ERROR(ValidateResourceName(definition.name));
   if (definition.id_size < 8 || definition.id_size > 255) {
-    return MakeError(ErrorCode::kInvalidArgument, "resource '" + definition.name +
-                                                      "': idSize must be between 8 and 255");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "resource '" + definition.name + "': idSize must be between 8 and 255");
   }
   auto schema = Schema::Parse(definition.attributes);
   if (!schema) {
@@ -201,7 +204,8 @@ Result<Resource*> Database::CreateResource(ResourceDefinition definition) {
       if (same) {
         if (definition.id_generator) {
           // The generator is not stored in the catalogue; keep the caller's.
-          auto replacement = std::make_unique<Resource>(*this, std::move(definition), std::move(*schema));
+          auto replacement =
+              std::make_unique<Resource>(*this, std::move(definition), std::move(*schema));
           it->second.swap(replacement);
           retired_resources_.push_back(std::move(replacement));
         }
@@ -229,9 +233,9 @@ Result<Resource*> Database::GetResource(std::string_view name) {
   if (Resource* resource = FindResource(name)) return resource;
   std::string known;
   for (const auto& each : ListResources()) known += (known.empty() ? "" : ", ") + each;
-  return MakeError(ErrorCode::kNotFound, "resource '" + std::string(name) + "' does not exist" +
-                                             (known.empty() ? " (no resources yet)"
-                                                            : " (known: " + known + ")"));
+  return MakeError(ErrorCode::kNotFound,
+                   "resource '" + std::string(name) + "' does not exist" +
+                       (known.empty() ? " (no resources yet)" : " (known: " + known + ")"));
 }
 
 Resource* Database::FindResource(std::string_view name) {

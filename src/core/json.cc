@@ -1,11 +1,10 @@
 #include "s3db/json.h"
 
-#include <cstdint>
-#include <string>
-
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_stack.hpp>
+#include <cstdint>
+#include <string>
 
 namespace s3db {
 namespace {
@@ -108,9 +107,9 @@ Result<Json> ParseJson(std::string_view text, const JsonParseOptions& options) {
   std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
   if (ec) {
     if (!parser.handler().problem.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "invalid JSON at byte " + std::to_string(consumed) + ": " +
-                           parser.handler().problem);
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          "invalid JSON at byte " + std::to_string(consumed) + ": " + parser.handler().problem);
     }
     std::string what = ec.message();
     if (ec == bj::error::too_deep) {
@@ -124,9 +123,8 @@ Result<Json> ParseJson(std::string_view text, const JsonParseOptions& options) {
   for (std::size_t i = consumed; i < text.size(); ++i) {
     char c = text[i];
     if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "invalid JSON at byte " + std::to_string(i) +
-                           ": unexpected text after the value");
+      return MakeError(ErrorCode::kInvalidArgument, "invalid JSON at byte " + std::to_string(i) +
+                                                        ": unexpected text after the value");
     }
   }
   return parser.handler().stack.release();
@@ -135,8 +133,8 @@ Result<Json> ParseJson(std::string_view text, const JsonParseOptions& options) {
 Result<JsonObject> ParseJsonObject(std::string_view text, const JsonParseOptions& options) {
   S3DB_ASSIGN_OR_RETURN(Json value, ParseJson(text, options));
   if (!value.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument, "expected a JSON object, got " +
-                                                      std::string(bj::to_string(value.kind())));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expected a JSON object, got " + std::string(bj::to_string(value.kind())));
   }
   return std::move(value.get_object());
 }

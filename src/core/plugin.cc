@@ -4,9 +4,12 @@ namespace s3db {
 
 std::string_view ActionName(Action action) {
   switch (action) {
-    case Action::kInsert: return "insert";
-    case Action::kUpdate: return "update";
-    case Action::kDelete: return "delete";
+    case Action::kInsert:
+      return "insert";
+    case Action::kUpdate:
+      return "update";
+    case Action::kDelete:
+      return "delete";
   }
   return "unknown";
 }

@@ -80,7 +80,8 @@ std::optional<int> CompareJson(const Json& a, const Json& b) {
     int c = a.get_string().subview().compare(b.get_string().subview());
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
   }
-  if (a.is_bool() && b.is_bool()) return static_cast<int>(a.get_bool()) - static_cast<int>(b.get_bool());
+  if (a.is_bool() && b.is_bool())
+    return static_cast<int>(a.get_bool()) - static_cast<int>(b.get_bool());
   return std::nullopt;
 }
 
@@ -94,18 +95,21 @@ Status ValidateFilter(const JsonObject& filter) {
     std::string field(key);
     if (field == "$and" || field == "$or") {
       if (!condition.is_array()) {
-        return MakeError(ErrorCode::kInvalidArgument, "query: " + field + " needs a list of filters");
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "query: " + field + " needs a list of filters");
       }
       for (const auto& part : condition.get_array()) {
         if (!part.is_object()) {
-          return MakeError(ErrorCode::kInvalidArgument, "query: " + field + " entries must be objects");
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "query: " + field + " entries must be objects");
         }
         S3DB_RETURN_IF_ERROR(ValidateFilter(part.get_object()));
       }
       continue;
     }
     if (!field.empty() && field[0] == '$') {
-      return MakeError(ErrorCode::kInvalidArgument, "query: unknown top-level operator '" + field + "'");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "query: unknown top-level operator '" + field + "'");
     }
     if (!IsOperatorObject(condition)) continue;
     for (const auto& [op_key, operand] : condition.get_object()) {

@@ -1,12 +1,11 @@
 #include "s3db/resource.h"
 
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <chrono>
 #include <ctime>
 #include <random>
 #include <thread>
-
-#include <boost/json/serialize.hpp>
 
 #include "core/query.h"
 #include "core/thread_pool.h"
@@ -61,7 +60,8 @@ std::optional<std::string> FindInvalidUtf8(const Json& value, const std::string&
 std::uint64_t RevisionOf(const JsonObject& record) {
   const Json* rev = record.if_contains(kRevisionField);
   if (rev && rev->is_uint64()) return rev->get_uint64();
-  if (rev && rev->is_int64() && rev->get_int64() > 0) return static_cast<std::uint64_t>(rev->get_int64());
+  if (rev && rev->is_int64() && rev->get_int64() > 0)
+    return static_cast<std::uint64_t>(rev->get_int64());
   return 0;
 }
 
@@ -89,13 +89,14 @@ Resource::Resource(Database& database, ResourceDefinition definition, Schema sch
 Status Resource::ValidateId(std::string_view id) {
   if (id.empty()) return MakeError(ErrorCode::kInvalidArgument, "id is empty");
   if (id.size() > kMaxIdBytes) {
-    return MakeError(ErrorCode::kInvalidArgument, "id is " + std::to_string(id.size()) +
-                                                      " bytes; the limit is 255");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "id is " + std::to_string(id.size()) + " bytes; the limit is 255");
   }
   if (!IsValidUtf8(id)) return MakeError(ErrorCode::kInvalidArgument, "id is not valid UTF-8");
   for (unsigned char c : id) {
     if (c < 0x20 || c == 0x7F || c == '/' || c == '\\' || c == '=' || c == '%') {
-      std::string shown = c < 0x20 || c == 0x7F ? "a control character" : std::string("'") + char(c) + "'";
+      std::string shown =
+          c < 0x20 || c == 0x7F ? "a control character" : std::string("'") + char(c) + "'";
       return MakeError(ErrorCode::kInvalidArgument,
                        "id '" + std::string(id.substr(0, 80)) + "' contains " + shown +
                            "; ids may not contain '/', '\\', '=', '%' or control characters");
@@ -143,8 +144,8 @@ std::string Resource::NewId() const {
 // Validates a record about to be stored; sets timestamps. `previous` is the stored record.
 Result<JsonObject> Resource::Prepare(JsonObject record, const JsonObject* previous) const {
   if (auto bad = FindInvalidUtf8(record, "")) {
-    return MakeError(ErrorCode::kInvalidArgument, "resource '" + name() + "': field " + *bad +
-                                                      " is not valid UTF-8");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "resource '" + name() + "': field " + *bad + " is not valid UTF-8");
   }
   schema_.ApplyDefaults(record);
   if (definition_.timestamps) {
@@ -168,8 +169,8 @@ Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
   auto record = ParseJsonObject(object.body);
   if (!record) {
     return MakeError(ErrorCode::kInternal, "record '" + std::string(id) + "' of resource '" +
-                                               name() + "' is not valid JSON: " +
-                                               record.error().message);
+                                               name() +
+                                               "' is not valid JSON: " + record.error().message);
   }
   if (IsDeletionMarker(*record)) {
     // A delete is half done: readers see no record, writers wait for the delete to finish.
@@ -309,7 +310,8 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
   bool generated = false;
   if (const Json* given = data.if_contains(kIdField); given && !given->is_null()) {
     if (!given->is_string()) {
-      return MakeError(ErrorCode::kInvalidArgument, "resource '" + name() + "': id must be a string");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "resource '" + name() + "': id must be a string");
     }
     id = std::string(given->get_string());
   } else {
@@ -347,8 +349,8 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
         data.erase(kRevisionField);
         return Insert(std::move(data));
       }
-      return MakeError(ErrorCode::kConflict, "record '" + id + "' of resource '" + name() +
-                                                 "' is being deleted; retry");
+      return MakeError(ErrorCode::kConflict,
+                       "record '" + id + "' of resource '" + name() + "' is being deleted; retry");
     }
   }
   if (!put) {
@@ -371,7 +373,8 @@ Result<JsonObject> Resource::Get(std::string_view id) {
   S3DB_RETURN_IF_ERROR(ValidateId(id));
   auto loaded = Load(id);
   if (!loaded) {
-    if (loaded.error().code == ErrorCode::kNotFound || loaded.error().code == ErrorCode::kConflict) {
+    if (loaded.error().code == ErrorCode::kNotFound ||
+        loaded.error().code == ErrorCode::kConflict) {
       return MakeError(ErrorCode::kNotFound,
                        "record '" + std::string(id) + "' not found in resource '" + name() + "'");
     }
@@ -449,7 +452,8 @@ Status Resource::Delete(std::string_view id) {
       }
     }
     if (!loaded) {
-      if (loaded.error().code == ErrorCode::kNotFound || loaded.error().code == ErrorCode::kConflict) {
+      if (loaded.error().code == ErrorCode::kNotFound ||
+          loaded.error().code == ErrorCode::kConflict) {
         return MakeError(ErrorCode::kNotFound,
                          "record '" + std::string(id) + "' not found in resource '" + name() + "'");
       }
@@ -489,15 +493,14 @@ Status Resource::Delete(std::string_view id) {
     change.before = std::move(current);
     return Emit(std::move(change));
   }
-  return MakeError(ErrorCode::kConflict, "record '" + std::string(id) +
-                                             "' kept changing while being deleted; retry");
+  return MakeError(ErrorCode::kConflict,
+                   "record '" + std::string(id) + "' kept changing while being deleted; retry");
 }
 
 std::vector<Result<JsonObject>> Resource::InsertMany(std::vector<JsonObject> records) {
   std::vector<Result<JsonObject>> results(records.size(), MakeError(ErrorCode::kInternal, ""));
-  database_.pool().ParallelFor(records.size(), [&](std::size_t i) {
-    results[i] = Insert(std::move(records[i]));
-  });
+  database_.pool().ParallelFor(records.size(),
+                               [&](std::size_t i) { results[i] = Insert(std::move(records[i])); });
   return results;
 }
 
@@ -515,9 +518,9 @@ std::vector<Status> Resource::DeleteMany(const std::vector<std::string>& ids) {
 
 Result<std::size_t> Resource::DeleteAll(bool confirm) {
   if (!confirm) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "DeleteAll on resource '" + name() +
-                         "' deletes every record; call it with confirm = true");
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "DeleteAll on resource '" + name() + "' deletes every record; call it with confirm = true");
   }
   S3DB_ASSIGN_OR_RETURN(std::vector<std::string> ids, ListIds());
   auto results = DeleteMany(ids);

@@ -1,10 +1,9 @@
 #include "s3db/schema.h"
 
+#include <boost/json/serialize.hpp>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
-
-#include <boost/json/serialize.hpp>
 
 namespace s3db {
 namespace {
@@ -83,8 +82,8 @@ Result<Attribute> ParseShorthand(const std::string& path, std::string_view name,
     } else if (key == "items") {
       auto items = TypeFromName(value);
       if (!items) {
-        return MakeError(ErrorCode::kInvalidArgument, where + ": unknown item type '" +
-                                                          std::string(value) + "'");
+        return MakeError(ErrorCode::kInvalidArgument,
+                         where + ": unknown item type '" + std::string(value) + "'");
       }
       attribute.items = items;
     } else if (key == "default") {
@@ -127,8 +126,9 @@ Result<std::vector<Attribute>> ParseAttributes(const JsonObject& attributes,
       out.push_back(std::move(attribute));
     } else {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "attribute '" + path + "': expected a type string such as "
-                       "'string|required' or an object of nested attributes");
+                       "attribute '" + path +
+                           "': expected a type string such as "
+                           "'string|required' or an object of nested attributes");
     }
   }
   return out;
@@ -242,7 +242,8 @@ std::optional<std::string> CheckType(AttributeType type, const Json& value) {
       if (!value.is_bool()) return Show(value) + " is not a boolean";
       return std::nullopt;
     case AttributeType::kEmail:
-      if (!value.is_string() || !IsEmail(value.get_string())) return Show(value) + " is not an email";
+      if (!value.is_string() || !IsEmail(value.get_string()))
+        return Show(value) + " is not an email";
       return std::nullopt;
     case AttributeType::kUrl:
       if (!value.is_string() || !IsUrl(value.get_string())) return Show(value) + " is not a URL";
@@ -330,18 +331,30 @@ void FillDefaults(const std::vector<Attribute>& attributes, JsonObject& record) 
 
 std::string_view AttributeTypeName(AttributeType type) {
   switch (type) {
-    case AttributeType::kString: return "string";
-    case AttributeType::kNumber: return "number";
-    case AttributeType::kInteger: return "integer";
-    case AttributeType::kBoolean: return "boolean";
-    case AttributeType::kEmail: return "email";
-    case AttributeType::kUrl: return "url";
-    case AttributeType::kUuid: return "uuid";
-    case AttributeType::kDatetime: return "datetime";
-    case AttributeType::kArray: return "array";
-    case AttributeType::kObject: return "object";
-    case AttributeType::kJson: return "json";
-    case AttributeType::kAny: return "any";
+    case AttributeType::kString:
+      return "string";
+    case AttributeType::kNumber:
+      return "number";
+    case AttributeType::kInteger:
+      return "integer";
+    case AttributeType::kBoolean:
+      return "boolean";
+    case AttributeType::kEmail:
+      return "email";
+    case AttributeType::kUrl:
+      return "url";
+    case AttributeType::kUuid:
+      return "uuid";
+    case AttributeType::kDatetime:
+      return "datetime";
+    case AttributeType::kArray:
+      return "array";
+    case AttributeType::kObject:
+      return "object";
+    case AttributeType::kJson:
+      return "json";
+    case AttributeType::kAny:
+      return "any";
   }
   return "any";
 }

@@ -44,8 +44,8 @@ std::string Trim(std::string_view text, char c) {
 bool IsValidS3BucketName(std::string_view name) {
   if (name.size() < 3 || name.size() > 63) return false;
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '.' || c == '-')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == '-')) {
       return false;
     }
   }
@@ -58,8 +58,8 @@ const char* kForms =
     "file:///absolute/path, file://./relative/path, memory://bucket/prefix";
 
 tl::unexpected<Error> Invalid(std::string_view text, const std::string& problem) {
-  return MakeError(ErrorCode::kInvalidArgument, "connection string '" + RedactSecrets(text) +
-                                                    "': " + problem);
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "connection string '" + RedactSecrets(text) + "': " + problem);
 }
 
 }  // namespace
@@ -101,7 +101,8 @@ std::string RedactSecrets(std::string_view text) {
 Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
   ConnectionString result;
   std::size_t scheme_end = text.find("://");
-  if (scheme_end == std::string_view::npos) return Invalid(text, "no scheme; " + std::string(kForms));
+  if (scheme_end == std::string_view::npos)
+    return Invalid(text, "no scheme; " + std::string(kForms));
   std::string scheme(text.substr(0, scheme_end));
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   std::string_view rest = text.substr(scheme_end + 3);
@@ -170,10 +171,12 @@ Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
     result.scheme = Scheme::kS3;
     result.bucket = std::string(authority);
     result.prefix = Trim(path, '/');
-    if (result.bucket.empty()) return Invalid(text, "missing bucket name: s3://KEY:SECRET@bucket/prefix");
+    if (result.bucket.empty())
+      return Invalid(text, "missing bucket name: s3://KEY:SECRET@bucket/prefix");
     if (!IsValidS3BucketName(result.bucket)) {
-      return Invalid(text, "'" + result.bucket +
-                               "' is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')");
+      return Invalid(text,
+                     "'" + result.bucket +
+                         "' is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')");
     }
   } else if (scheme == "http" || scheme == "https") {
     result.scheme = scheme == "http" ? Scheme::kHttp : Scheme::kHttps;
@@ -190,13 +193,16 @@ Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
     } else {
       result.host = std::string(authority);
     }
-    if (result.host.empty()) return Invalid(text, "missing host: http(s)://KEY:SECRET@host:port/bucket/prefix");
+    if (result.host.empty())
+      return Invalid(text, "missing host: http(s)://KEY:SECRET@host:port/bucket/prefix");
     std::string trimmed = Trim(path, '/');
     std::size_t bucket_end = trimmed.find('/');
     result.bucket = trimmed.substr(0, bucket_end);
-    result.prefix = bucket_end == std::string::npos ? "" : Trim(trimmed.substr(bucket_end + 1), '/');
+    result.prefix =
+        bucket_end == std::string::npos ? "" : Trim(trimmed.substr(bucket_end + 1), '/');
     if (result.bucket.empty()) {
-      return Invalid(text, "missing bucket after the host: http(s)://KEY:SECRET@host:port/bucket/prefix");
+      return Invalid(text,
+                     "missing bucket after the host: http(s)://KEY:SECRET@host:port/bucket/prefix");
     }
   } else {
     return Invalid(text, "unknown scheme '" + scheme + "'; " + std::string(kForms));
@@ -216,14 +222,16 @@ Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
     if (key && secret) {
       result.access_key = key;
       result.secret_key = secret;
-      if (const char* token = std::getenv("AWS_SESSION_TOKEN"); token && result.session_token.empty()) {
+      if (const char* token = std::getenv("AWS_SESSION_TOKEN");
+          token && result.session_token.empty()) {
         result.session_token = token;
       }
     }
   }
   if (result.access_key.empty() || result.secret_key.empty()) {
-    return Invalid(text, "no credentials: put KEY:SECRET@ in the connection string or set "
-                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    return Invalid(text,
+                   "no credentials: put KEY:SECRET@ in the connection string or set "
+                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
   }
   return result;
 }
@@ -236,9 +244,12 @@ std::string ConnectionString::Redacted() const {
   }
   std::string user = access_key.empty() ? "" : access_key + ":***@";
   switch (scheme) {
-    case Scheme::kFile: return "file://" + path + query;
-    case Scheme::kMemory: return "memory://" + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
-    case Scheme::kS3: return "s3://" + user + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
+    case Scheme::kFile:
+      return "file://" + path + query;
+    case Scheme::kMemory:
+      return "memory://" + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
+    case Scheme::kS3:
+      return "s3://" + user + bucket + (prefix.empty() ? "" : "/" + prefix) + query;
     case Scheme::kHttp:
     case Scheme::kHttps: {
       std::string out = scheme == Scheme::kHttp ? "http://" : "https://";

@@ -11,6 +11,7 @@
 // its etag and renaming. Both work across threads and processes.
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,8 +22,6 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
-
-#include <openssl/evp.h>
 
 #include "s3db/json.h"
 #include "s3db/storage.h"
@@ -143,7 +142,8 @@ struct Parsed {
 
 Result<Parsed> ParseObjectFile(std::string_view content, std::string_view key) {
   if (content.substr(0, kMagic.size()) != kMagic) {
-    return MakeError(ErrorCode::kIo, "object '" + std::string(key) + "' is not an s3db object file");
+    return MakeError(ErrorCode::kIo,
+                     "object '" + std::string(key) + "' is not an s3db object file");
   }
   std::size_t newline = content.find('\n', kMagic.size());
   if (newline == std::string_view::npos) {
@@ -161,7 +161,8 @@ Result<Parsed> ParseObjectFile(std::string_view content, std::string_view key) {
   }
   if (auto* meta = header.if_contains("metadata"); meta && meta->is_object()) {
     for (const auto& [name, value] : meta->get_object()) {
-      if (value.is_string()) parsed.info.metadata[std::string(name)] = std::string(value.get_string());
+      if (value.is_string())
+        parsed.info.metadata[std::string(name)] = std::string(value.get_string());
     }
   }
   parsed.body_offset = newline + 1;
@@ -210,7 +211,8 @@ class FileStore final : public ObjectStore {
 
     for (int attempt = 0;; ++attempt) {
       auto temp = WriteTemp(folder, content);
-      if (!temp && temp.error().code == ErrorCode::kNotFound && attempt < 5) continue;  // raced rmdir
+      if (!temp && temp.error().code == ErrorCode::kNotFound && attempt < 5)
+        continue;  // raced rmdir
       if (!temp) return tl::unexpected(temp.error());
       auto placed = Place(*temp, path, key, options);
       if (!placed) {
@@ -289,7 +291,8 @@ class FileStore final : public ObjectStore {
   Result<std::vector<ObjectInfo>> ListAll(std::string_view prefix) override {
     // Walk from the deepest folder that the prefix names completely.
     std::size_t slash = prefix.rfind('/');
-    std::string start_key = slash == std::string_view::npos ? "" : std::string(prefix.substr(0, slash));
+    std::string start_key =
+        slash == std::string_view::npos ? "" : std::string(prefix.substr(0, slash));
     std::string start = root_;
     if (!start_key.empty()) {
       S3DB_ASSIGN_OR_RETURN(std::string folder, PathFor(start_key));
@@ -319,8 +322,8 @@ class FileStore final : public ObjectStore {
     std::size_t start = 0;
     while (start <= key.size()) {
       std::size_t slash = key.find('/', start);
-      std::string_view segment =
-          key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+      std::string_view segment = key.substr(
+          start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
       if (segment == ".." || segment == ".") {
         return MakeError(ErrorCode::kInvalidArgument,
                          "object key '" + std::string(key) + "' contains a '.' or '..' segment");
@@ -345,8 +348,8 @@ class FileStore final : public ObjectStore {
     std::filesystem::create_directories(folder, ec);
     if (ec) return IoError("cannot create folder", folder, ec.value());
     static std::atomic<std::uint64_t> counter{0};
-    std::string temp = folder + "/.tmp-" + std::to_string(::getpid()) + "-" +
-                       std::to_string(counter.fetch_add(1));
+    std::string temp =
+        folder + "/.tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
       if (errno == ENOENT) return MakeError(ErrorCode::kNotFound, folder);
@@ -367,7 +370,8 @@ class FileStore final : public ObjectStore {
     if (options.if_none_match) {
       if (::link(temp.c_str(), path.c_str()) != 0) {
         if (errno == EEXIST) {
-          return MakeError(ErrorCode::kConflict, "object '" + std::string(key) + "' already exists");
+          return MakeError(ErrorCode::kConflict,
+                           "object '" + std::string(key) + "' already exists");
         }
         return IoError("cannot create", path, errno);
       }
@@ -375,7 +379,8 @@ class FileStore final : public ObjectStore {
       return Ok();
     }
     if (options.if_match.empty()) {
-      if (::rename(temp.c_str(), path.c_str()) != 0) return IoError("cannot rename to", path, errno);
+      if (::rename(temp.c_str(), path.c_str()) != 0)
+        return IoError("cannot rename to", path, errno);
       return Ok();
     }
     // If-Match: lock the current file, check that it is still the one at `path`, compare etags.
@@ -383,12 +388,14 @@ class FileStore final : public ObjectStore {
       int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
         if (errno == ENOENT) {
-          return MakeError(ErrorCode::kNotFound, "object '" + std::string(key) + "' does not exist");
+          return MakeError(ErrorCode::kNotFound,
+                           "object '" + std::string(key) + "' does not exist");
         }
         return IoError("cannot open", path, errno);
       }
       ::flock(fd, LOCK_EX);
-      struct stat locked {}, current {};
+      struct stat locked {
+      }, current{};
       if (::fstat(fd, &locked) != 0 || ::stat(path.c_str(), &current) != 0 ||
           locked.st_ino != current.st_ino) {
         ::close(fd);  // replaced while we waited: try again with the new file

@@ -39,7 +39,9 @@ std::string NextEtag() {
 class MemoryStore final : public ObjectStore {
  public:
   MemoryStore(std::shared_ptr<MemoryBucket> bucket, std::string prefix, std::string description)
-      : bucket_(std::move(bucket)), prefix_(std::move(prefix)), description_(std::move(description)) {}
+      : bucket_(std::move(bucket)),
+        prefix_(std::move(prefix)),
+        description_(std::move(description)) {}
 
   Result<ObjectInfo> Put(std::string_view key, std::string_view body,
                          const PutOptions& options) override {

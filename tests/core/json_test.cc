@@ -1,13 +1,15 @@
+#include "s3db/json.h"
+
 #include <gtest/gtest.h>
 
-#include "s3db/json.h"
 #include "test_util.h"
 
 namespace s3db {
 namespace {
 
 TEST(JsonTest, IntegersKeepEveryDigit) {
-  auto parsed = ParseJson(R"({"a":9007199254740993,"b":18446744073709551615,"c":-9223372036854775808})");
+  auto parsed =
+      ParseJson(R"({"a":9007199254740993,"b":18446744073709551615,"c":-9223372036854775808})");
   S3DB_ASSERT_OK(parsed);
   EXPECT_EQ(parsed->at("a").as_int64(), 9007199254740993LL);
   EXPECT_EQ(parsed->at("b").as_uint64(), 18446744073709551615ULL);
@@ -61,9 +63,9 @@ TEST(JsonTest, DeepMergeMergesObjectsAndReplacesTheRest) {
 
 TEST(JsonTest, Utf8Validation) {
   EXPECT_TRUE(IsValidUtf8("plain ✓ 😀 e\xcc\x81"));
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));      // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));      // truncated
 }
 
 }  // namespace

@@ -71,7 +71,8 @@ TEST_P(ResourceTest, InsertGeneratesIdAndRevision) {
   S3DB_ASSERT_OK(inserted);
   std::string id(inserted->at("id").as_string());
   EXPECT_EQ(id.size(), 22u);
-  for (char c : id) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
+  for (char c : id)
+    EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
   EXPECT_EQ(inserted->at("_rev").to_number<std::uint64_t>(), 1u);
   auto got = users_->Get(id);
   S3DB_ASSERT_OK(got);
@@ -86,7 +87,8 @@ TEST_P(ResourceTest, InsertOfExistingIdFails) {
 }
 
 TEST_P(ResourceTest, UpdateDeepMergesAndIncrementsRevision) {
-  S3DB_ASSERT_OK(users_->Insert(Object(R"({"id": "u1", "name": "Ann", "address": {"city": "Rio", "zip": "1"}})")));
+  S3DB_ASSERT_OK(users_->Insert(
+      Object(R"({"id": "u1", "name": "Ann", "address": {"city": "Rio", "zip": "1"}})")));
   auto updated = users_->Update("u1", Object(R"({"address": {"city": "Oslo"}})"));
   S3DB_ASSERT_OK(updated);
   EXPECT_EQ(updated->at("address").at("city").as_string(), "Oslo");
@@ -195,7 +197,8 @@ TEST_P(ResourceTest, ListPagesAndQueries) {
   EXPECT_EQ(users_->Query(Object(R"({"age": {"$ne": 3}})"), {.limit = 4})->size(), 4u);
   auto bad = users_->Query(Object(R"({"age": {"$regex": "x"}})"));
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("unknown operator '$regex' for field 'age'"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("unknown operator '$regex' for field 'age'"),
+            std::string::npos);
 }
 
 TEST_P(ResourceTest, ConcurrentUpdatesNeverLoseAWrite) {

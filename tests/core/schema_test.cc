@@ -1,6 +1,7 @@
+#include "s3db/schema.h"
+
 #include <gtest/gtest.h>
 
-#include "s3db/schema.h"
 #include "test_util.h"
 
 namespace s3db {
@@ -45,8 +46,8 @@ TEST(SchemaTest, ValidationReportsEveryFailingFieldAtOnce) {
     "name": "string|required", "age": "number|min:0", "email": "email",
     "tags": "array|items:string", "address": {"city": "string|required"}})"));
   S3DB_ASSERT_OK(schema);
-  auto result = schema->Validate(
-      Object(R"({"age": -1, "email": "nope", "tags": ["a", 2], "address": {}})"));
+  auto result =
+      schema->Validate(Object(R"({"age": -1, "email": "nope", "tags": ["a", 2], "address": {}})"));
   ASSERT_FALSE(result);
   const std::string& message = result.error().message;
   EXPECT_EQ(result.error().code, ErrorCode::kValidation);

@@ -1,3 +1,4 @@
+#include "drivers/source_attributes.h"
 #include "drivers/bigquery/bigquery_driver.h"
 
 #include <spdlog/spdlog.h>
@@ -28,31 +29,7 @@ class DefinitionCache {
 
  private:
   std::optional<std::vector<Attribute>> Load(std::string_view resource) const {
-    if (!context_.resource_definition) return std::nullopt;
-    std::optional<JsonObject> definition = context_.resource_definition(resource);
-    if (!definition) return std::nullopt;
-    const JsonObject* attributes = &*definition;
-    if (const Json* nested = definition->if_contains("attributes"); nested != nullptr) {
-      if (!nested->is_object()) return std::nullopt;
-      attributes = &nested->get_object();
-    }
-    auto schema = Schema::Parse(*attributes);
-    if (!schema) return std::nullopt;
-    std::vector<Attribute> result = schema->attributes();
-    const Json* timestamps = definition->if_contains("timestamps");
-    if (timestamps != nullptr && timestamps->is_bool() && timestamps->get_bool()) {
-      for (const char* name : {"createdAt", "updatedAt"}) {
-        if (std::any_of(result.begin(), result.end(),
-                        [&](const Attribute& a) { return a.name == name; })) {
-          continue;
-        }
-        Attribute attribute;
-        attribute.name = name;
-        attribute.type = AttributeType::kDatetime;
-        result.push_back(std::move(attribute));
-      }
-    }
-    return result;
+    return LoadSourceAttributes(context_, resource);
   }
 
   const DriverContext& context_;

@@ -168,9 +168,11 @@ Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
   S3DB_ASSIGN_OR_RETURN(Object object, store_.Get(DataKey(id)));
   auto record = ParseJsonObject(object.body);
   if (!record) {
-    return MakeError(ErrorCode::kInternal, "record '" + std::string(id) + "' of resource '" +
-                                               name() +
-                                               "' is not valid JSON: " + record.error().message);
+    // Some S3-compatible servers serve a partly written object while a PUT is in flight;
+    // a later read sees the whole one, so this is reported as transient.
+    return MakeError(ErrorCode::kUnavailable, "record '" + std::string(id) + "' of resource '" +
+                                                  name() + "' could not be parsed: " +
+                                                  record.error().message);
   }
   if (IsDeletionMarker(*record)) {
     // A delete is half done: readers see no record, writers wait for the delete to finish.
@@ -255,6 +257,9 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
       // A delete is in progress: wait for it, or finish it when its writer died.
       S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
       if (!gone) BackOff(attempt);
+      continue;
+    } else if (loaded.error().code == ErrorCode::kUnavailable && attempt < retries) {
+      BackOff(attempt);
       continue;
     } else if (loaded.error().code != ErrorCode::kNotFound) {
       return tl::unexpected(loaded.error());

@@ -211,7 +211,11 @@ TEST_P(ResourceTest, ConcurrentUpdatesNeverLoseAWrite) {
       for (int i = 0; i < kEach; ++i) {
         JsonObject patch;
         patch["w" + std::to_string(t) + "_" + std::to_string(i)] = true;
-        if (!users_->Update("counter", patch)) ++failures;
+        auto updated = users_->Update("counter", patch);
+        if (!updated) {
+          ++failures;
+          ADD_FAILURE() << updated.error().ToString();
+        }
       }
     });
   }

@@ -165,14 +165,20 @@ Result<JsonObject> Resource::Prepare(JsonObject record, const JsonObject* previo
 }
 
 Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
-  S3DB_ASSIGN_OR_RETURN(Object object, store_.Get(DataKey(id)));
-  auto record = ParseJsonObject(object.body);
+  // Some S3-compatible servers serve a partly written object while a PUT is in flight; a
+  // later read sees the whole one, so a body that does not parse is read again a few times.
+  Object object;
+  Result<JsonObject> record = MakeError(ErrorCode::kInternal, "");
+  for (int attempt = 0;; ++attempt) {
+    S3DB_ASSIGN_OR_RETURN(object, store_.Get(DataKey(id)));
+    record = ParseJsonObject(object.body);
+    if (record || attempt == 4) break;
+    BackOff(attempt);
+  }
   if (!record) {
-    // Some S3-compatible servers serve a partly written object while a PUT is in flight;
-    // a later read sees the whole one, so this is reported as transient.
-    return MakeError(ErrorCode::kUnavailable, "record '" + std::string(id) + "' of resource '" +
-                                                  name() + "' could not be parsed: " +
-                                                  record.error().message);
+    return MakeError(ErrorCode::kInternal, "record '" + std::string(id) + "' of resource '" +
+                                               name() + "' is not valid JSON: " +
+                                               record.error().message);
   }
   if (IsDeletionMarker(*record)) {
     // A delete is half done: readers see no record, writers wait for the delete to finish.
@@ -257,9 +263,6 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
       // A delete is in progress: wait for it, or finish it when its writer died.
       S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
       if (!gone) BackOff(attempt);
-      continue;
-    } else if (loaded.error().code == ErrorCode::kUnavailable && attempt < retries) {
-      BackOff(attempt);
       continue;
     } else if (loaded.error().code != ErrorCode::kNotFound) {
       return tl::unexpected(loaded.error());

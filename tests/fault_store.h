@@ -10,7 +10,18 @@
 
 namespace s3db::testing {
 
-enum class Fault { kNone, kFailPut, kTimeout, kUnavailable, kTornWrite, kFailGet };
+// kLostAnswer: the put reaches the store, then its answer is lost (the call fails).
+// kNoEtag: a get answers without the object's ETag.
+enum class Fault {
+  kNone,
+  kFailPut,
+  kTimeout,
+  kUnavailable,
+  kTornWrite,
+  kFailGet,
+  kLostAnswer,
+  kNoEtag
+};
 
 class FaultInjectingStore final : public ObjectStore {
  public:
@@ -34,11 +45,18 @@ class FaultInjectingStore final : public ObjectStore {
       (void)inner_->Put(key, body.substr(0, body.size() / 2), options);
       return MakeError(ErrorCode::kUnavailable, "injected: connection reset mid-body");
     }
+    if (Take(Fault::kLostAnswer)) {
+      auto stored = inner_->Put(key, body, options);
+      if (!stored) return stored;
+      return MakeError(ErrorCode::kUnavailable, "injected: the answer was lost");
+    }
     return inner_->Put(key, body, options);
   }
   Result<Object> Get(std::string_view key) override {
     if (Take(Fault::kFailGet)) return MakeError(ErrorCode::kUnavailable, "injected: get failed");
-    return inner_->Get(key);
+    auto object = inner_->Get(key);
+    if (object && Take(Fault::kNoEtag)) object->info.etag.clear();
+    return object;
   }
   Result<ObjectInfo> Head(std::string_view key) override { return inner_->Head(key); }
   Status Delete(std::string_view key) override { return inner_->Delete(key); }

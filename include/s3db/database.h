@@ -80,6 +80,11 @@ class Database {
   ThreadPool& pool();
   // Delivers one change to every plugin; first error wins. Used by Resource.
   Status DeliverChange(const Change& change);
+  // Tells every plugin a change is about to be stored (OnPrepare); on an error, the plugins
+  // already told are told it was abandoned. Used by Resource.
+  Status PrepareChange(const Change& change);
+  // Tells every plugin a prepared change was not stored. Used by Resource.
+  void AbandonChange(const Change& change);
 
  private:
   Database(std::unique_ptr<ObjectStore> store, DatabaseOptions options);

@@ -28,6 +28,9 @@ struct Change {
   std::optional<JsonObject> before;  // the stored record before the write (none on insert)
   std::optional<JsonObject> after;   // the stored record after the write (none on delete)
   std::int64_t timestamp_ms = 0;     // wall clock at the write
+  // An opaque token of the store write (kept as object metadata), telling this write from an
+  // identical one by another writer; empty when unknown (changes from a backfill or replay).
+  std::string write_id;
 
   // "resource:id:rev": stable across retries, restarts and replays.
   std::string ChangeId() const;
@@ -46,6 +49,13 @@ class Plugin {
   virtual Status Start() { return Ok(); }
   virtual Status Stop() { return Ok(); }
 
+  // Called before the object store is asked to store `change` (its `after` is the exact record
+  // about to be written, its timestamp final). A plugin that must not miss a change whose
+  // write completes while the process dies records the intent here. An error aborts the write
+  // (nothing is stored).
+  virtual Status OnPrepare(const Change& change) { (void)change; return Ok(); }
+  // Called when a prepared change was not stored (the write failed or lost a race).
+  virtual void OnAbandon(const Change& change) { (void)change; }
   // Called after the object store accepted the write and before the write call returns.
   // An error makes the write call return that error (the stored record stays written).
   virtual Status OnChange(const Change& change) { (void)change; return Ok(); }

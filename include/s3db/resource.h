@@ -24,6 +24,8 @@ namespace s3db {
 
 class Database;
 class ObjectStore;
+struct Object;
+struct PutOptions;
 
 struct ResourceDefinition {
   std::string name;            // [A-Za-z0-9_-]{1,100}
@@ -92,11 +94,20 @@ class Resource {
   // Checks an id: 1..255 bytes of valid UTF-8, no '/', '\', '=', '%' and no control characters.
   static Status ValidateId(std::string_view id);
 
+  // Whether the store holds the write `change` describes (for plugins resolving the intents
+  // of a process that died between the write and its change record): an insert or update
+  // whose record has that revision and exactly that content, or a delete whose revision the
+  // tombstone holds. A delete claimed by that write but left unfinished is finished here.
+  // Emits nothing.
+  Result<bool> HoldsChange(const Change& change);
+
  private:
   std::string DataKey(std::string_view id) const;
   std::string TombstoneKey(std::string_view id) const;
   std::string NewId() const;
   Result<JsonObject> Prepare(JsonObject record, const JsonObject* previous) const;
+  // The stored object at the record's key and its parsed body (markers included).
+  Result<std::pair<Object, JsonObject>> ReadRecord(std::string_view id);
   Result<std::pair<JsonObject, std::string>> Load(std::string_view id);
   Result<std::uint64_t> TombstoneRevision(std::string_view id);
   // Read-modify-write under If-Match, retried on conflicts. `modify` gets the current record
@@ -110,6 +121,17 @@ class Resource {
   // few seconds): writes the tombstone, removes the marker and emits the delete change.
   // Returns true when the marker is gone (finished here or by someone else).
   Result<bool> FinishStaleDelete(std::string_view id);
+  // Writes the tombstone of a claimed delete and removes its marker (`etag` is the marker's).
+  // False when another finisher got there first.
+  Result<bool> FinishClaimedDelete(std::string_view id, const std::string& etag,
+                                   const JsonObject& marker, const std::string& write_id);
+  // Sets the change's resource, final timestamp and write id (also into `options`' metadata)
+  // and tells the plugins (OnPrepare).
+  Status PrepareChange(Change& change, PutOptions& options);
+  // After a failed store call for a prepared change: true when the write is stored anyway;
+  // false (and the plugins told it was abandoned) when it is not; the store call's error when
+  // that cannot be told.
+  Result<bool> StoredDespite(const Change& change, const Error& error);
 
   Database& database_;
   ObjectStore& store_;

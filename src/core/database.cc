@@ -325,6 +325,22 @@ void Database::Emit(std::string_view event, const Json& payload) {
 
 ThreadPool& Database::pool() { return *pool_; }
 
+Status Database::PrepareChange(const Change& change) {
+  std::shared_lock lock(plugins_mutex_);
+  for (std::size_t i = 0; i < plugins_.size(); ++i) {
+    if (auto status = plugins_[i]->OnPrepare(change); !status) {
+      for (std::size_t j = 0; j < i; ++j) plugins_[j]->OnAbandon(change);
+      return status;
+    }
+  }
+  return Ok();
+}
+
+void Database::AbandonChange(const Change& change) {
+  std::shared_lock lock(plugins_mutex_);
+  for (const auto& plugin : plugins_) plugin->OnAbandon(change);
+}
+
 Status Database::DeliverChange(const Change& change) {
   std::shared_lock lock(plugins_mutex_);
   for (const auto& plugin : plugins_) {

@@ -19,8 +19,19 @@ constexpr std::size_t kMaxIdBytes = 255;
 constexpr std::string_view kDeletedField = "_deleted";
 constexpr std::string_view kDeletedAtField = "_deletedAt";
 constexpr std::string_view kBeforeField = "_before";
+// The write id of a change: object metadata of records and markers, a field of tombstones.
+constexpr const char* kWriteIdMetadata = "s3db-write";
+constexpr std::string_view kWriteIdField = "_write";
 // A delete marker older than this belongs to a writer that died; others finish its delete.
 constexpr std::int64_t kStaleMarkerMs = 5000;
+
+// 64 random bits as hex: unique enough to tell one write from another of the same record.
+std::string NewWriteId() {
+  thread_local std::mt19937_64 generator{std::random_device{}()};
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(generator()));
+  return text;
+}
 
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -164,7 +175,7 @@ Result<JsonObject> Resource::Prepare(JsonObject record, const JsonObject* previo
   return record;
 }
 
-Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
+Result<std::pair<Object, JsonObject>> Resource::ReadRecord(std::string_view id) {
   // Some S3-compatible servers serve a partly written object while a PUT is in flight; a
   // later read sees the whole one, so a body that does not parse is read again a few times.
   Object object;
@@ -180,12 +191,25 @@ Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
                                                name() + "' is not valid JSON: " +
                                                record.error().message);
   }
-  if (IsDeletionMarker(*record)) {
+  return std::make_pair(std::move(object), std::move(*record));
+}
+
+Result<std::pair<JsonObject, std::string>> Resource::Load(std::string_view id) {
+  S3DB_ASSIGN_OR_RETURN(auto read, ReadRecord(id));
+  auto& [object, record] = read;
+  if (IsDeletionMarker(record)) {
     // A delete is half done: readers see no record, writers wait for the delete to finish.
     return MakeError(ErrorCode::kConflict, "record '" + std::string(id) + "' of resource '" +
                                                name() + "' is being deleted");
   }
-  return std::make_pair(std::move(*record), std::move(object.info.etag));
+  if (object.info.etag.empty()) {
+    // Writes are conditional on this ETag; without one an update could not tell that another
+    // writer came first.
+    return MakeError(ErrorCode::kUnavailable, "record '" + std::string(id) + "' of resource '" +
+                                                  name() + "': the store answered without an "
+                                                  "ETag; retry");
+  }
+  return std::make_pair(std::move(record), std::move(object.info.etag));
 }
 
 Result<std::uint64_t> Resource::TombstoneRevision(std::string_view id) {
@@ -200,8 +224,72 @@ Result<std::uint64_t> Resource::TombstoneRevision(std::string_view id) {
 
 Status Resource::Emit(Change change) {
   change.resource = name();
-  change.timestamp_ms = NowMs();
+  if (change.timestamp_ms == 0) change.timestamp_ms = NowMs();
   return database_.DeliverChange(change);
+}
+
+Status Resource::PrepareChange(Change& change, PutOptions& options) {
+  change.resource = name();
+  change.timestamp_ms = NowMs();
+  change.write_id = NewWriteId();
+  options.metadata[kWriteIdMetadata] = change.write_id;
+  return database_.PrepareChange(change);
+}
+
+Result<bool> Resource::StoredDespite(const Change& change, const Error& error) {
+  // The write may have reached the store even though the call failed (a lost answer, then a
+  // retry that met our own object). Only a read tells; when the read fails too, the intent
+  // stays with the plugins, which resolve it at their next start.
+  auto held = HoldsChange(change);
+  if (!held) return tl::unexpected(error);
+  if (!*held) database_.AbandonChange(change);
+  return *held;
+}
+
+Result<bool> Resource::HoldsChange(const Change& change) {
+  auto read = ReadRecord(change.id);
+  std::optional<JsonObject> stored;
+  std::optional<Object> object;
+  std::string stored_write_id;
+  if (read) {
+    object = std::move(read->first);
+    stored = std::move(read->second);
+    if (auto found = object->info.metadata.find(kWriteIdMetadata);
+        found != object->info.metadata.end()) {
+      stored_write_id = found->second;
+    }
+  } else if (read.error().code != ErrorCode::kNotFound) {
+    return tl::unexpected(read.error());
+  }
+  const bool same_write = change.write_id.empty() || stored_write_id == change.write_id;
+
+  if (change.action == Action::kDelete) {
+    if (stored && IsDeletionMarker(*stored)) {
+      if (RevisionOf(*stored) != change.revision || !same_write) return false;
+      const Json* at = stored->if_contains(kDeletedAtField);
+      if (at && at->is_int64() && at->get_int64() == 0) return true;  // being finished
+      // Claimed by the write this change describes and never finished: finish it now.
+      return FinishClaimedDelete(change.id, object->info.etag, *stored, stored_write_id);
+    }
+    if (stored) return false;  // not deleted, or deleted and written again since
+    auto tombstone = store_.Get(TombstoneKey(change.id));
+    if (!tombstone) {
+      if (tombstone.error().code == ErrorCode::kNotFound) return false;
+      return tl::unexpected(tombstone.error());
+    }
+    auto body = ParseJsonObject(tombstone->body);
+    if (!body || RevisionOf(*body) != change.revision) return false;
+    const Json* write_id = body->if_contains(kWriteIdField);
+    return change.write_id.empty() ||
+           (write_id && write_id->is_string() && write_id->get_string() == change.write_id);
+  }
+  if (!stored || !change.after) return false;
+  if (IsDeletionMarker(*stored)) {
+    // Stored, then claimed by a delete that kept the record as its pre-image.
+    const Json* before = stored->if_contains(kBeforeField);
+    return before && before->is_object() && before->get_object() == *change.after;
+  }
+  return same_write && RevisionOf(*stored) == change.revision && *stored == *change.after;
 }
 
 Status Resource::CheckOpen() const {
@@ -224,27 +312,47 @@ Result<bool> Resource::FinishStaleDelete(std::string_view id) {
   std::int64_t claimed_at = at && at->is_int64() ? at->get_int64() : 0;
   if (NowMs() - claimed_at < kStaleMarkerMs) return false;  // its writer may still finish
 
-  std::uint64_t revision = RevisionOf(*marker);
-  JsonObject tombstone;
-  tombstone[kRevisionField] = revision;
-  tombstone["deletedAt"] = NowMs();
-  S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
-  // Remove the marker only if it is still the same one (a racing finisher may have won).
-  PutOptions same;
-  same.if_match = object->info.etag;
-  JsonObject finished = *marker;
-  finished[kDeletedAtField] = std::int64_t{0};
-  auto claimed = store_.Put(DataKey(id), boost::json::serialize(finished), same);
-  if (!claimed) return claimed.error().code == ErrorCode::kConflict ? false : true;
-  S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
+  std::string write_id;
+  if (auto found = object->info.metadata.find(kWriteIdMetadata);
+      found != object->info.metadata.end()) {
+    write_id = found->second;
+  }
+  S3DB_ASSIGN_OR_RETURN(bool finished,
+                        FinishClaimedDelete(id, object->info.etag, *marker, write_id));
+  if (!finished) return false;
   Change change;
   change.id = std::string(id);
-  change.revision = revision;
+  change.revision = RevisionOf(*marker);
   change.action = Action::kDelete;
   if (const Json* before = marker->if_contains(kBeforeField); before && before->is_object()) {
     change.before = before->get_object();
   }
   S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
+  return true;
+}
+
+Result<bool> Resource::FinishClaimedDelete(std::string_view id, const std::string& etag,
+                                           const JsonObject& marker,
+                                           const std::string& write_id) {
+  std::uint64_t revision = RevisionOf(marker);
+  JsonObject tombstone;
+  tombstone[kRevisionField] = revision;
+  tombstone["deletedAt"] = NowMs();
+  if (!write_id.empty()) tombstone[kWriteIdField] = write_id;
+  S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
+  // Remove the marker only if it is still the same one (a racing finisher may have won).
+  PutOptions same;
+  same.if_match = etag;
+  if (!write_id.empty()) same.metadata[kWriteIdMetadata] = write_id;
+  JsonObject finished = marker;
+  finished[kDeletedAtField] = std::int64_t{0};
+  auto claimed = store_.Put(DataKey(id), boost::json::serialize(finished), same);
+  if (!claimed) {
+    if (claimed.error().code == ErrorCode::kConflict) return false;
+    if (claimed.error().code == ErrorCode::kNotFound) return false;
+    return tl::unexpected(claimed.error());
+  }
+  S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
   return true;
 }
 
@@ -291,20 +399,25 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
     } else {
       options.if_none_match = true;
     }
-    auto put = store_.Put(DataKey(id), body, options);
-    if (!put) {
-      if (put.error().code == ErrorCode::kConflict || put.error().code == ErrorCode::kNotFound) {
-        BackOff(attempt);
-        continue;  // another writer won: re-read and apply again
-      }
-      return tl::unexpected(put.error());
-    }
     Change change;
     change.id = std::string(id);
     change.revision = revision;
     change.action = current ? Action::kUpdate : Action::kInsert;
     change.before = std::move(current);
     change.after = next;
+    S3DB_RETURN_IF_ERROR(PrepareChange(change, options));
+    auto put = store_.Put(DataKey(id), body, options);
+    if (!put) {
+      S3DB_ASSIGN_OR_RETURN(bool stored, StoredDespite(change, put.error()));
+      if (!stored) {
+        if (put.error().code == ErrorCode::kConflict ||
+            put.error().code == ErrorCode::kNotFound) {
+          BackOff(attempt);
+          continue;  // another writer won: re-read and apply again
+        }
+        return tl::unexpected(put.error());
+      }
+    }
     S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
     return next;
   }
@@ -346,7 +459,17 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
   }
   PutOptions options;
   options.if_none_match = true;
+  Change change;
+  change.id = id;
+  change.revision = revision;
+  change.action = Action::kInsert;
+  change.after = record;
+  S3DB_RETURN_IF_ERROR(PrepareChange(change, options));
   auto put = store_.Put(DataKey(id), body, options);
+  if (!put) {
+    S3DB_ASSIGN_OR_RETURN(bool stored, StoredDespite(change, put.error()));
+    if (stored) put = ObjectInfo{};
+  }
   if (!put && put.error().code == ErrorCode::kConflict && !generated) {
     // The key may hold the marker of an unfinished delete rather than a record.
     auto existing = Load(id);
@@ -368,11 +491,6 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
     }
     return tl::unexpected(put.error());
   }
-  Change change;
-  change.id = id;
-  change.revision = revision;
-  change.action = Action::kInsert;
-  change.after = record;
   S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
   return record;
 }
@@ -479,10 +597,19 @@ Status Resource::Delete(std::string_view id) {
     marker[kBeforeField] = current;
     PutOptions claim;
     claim.if_match = etag;
+    Change change;
+    change.id = std::string(id);
+    change.revision = revision;
+    change.action = Action::kDelete;
+    change.before = current;
+    S3DB_RETURN_IF_ERROR(PrepareChange(change, claim));
     auto claimed = store_.Put(DataKey(id), boost::json::serialize(marker), claim);
     if (!claimed) {
+      // A claim that reached the store despite the error is found by the next writer (it
+      // finishes stale markers) and by the plugins' intent check at their next start.
       if (claimed.error().code == ErrorCode::kConflict ||
           claimed.error().code == ErrorCode::kNotFound) {
+        database_.AbandonChange(change);
         BackOff(attempt);
         continue;
       }
@@ -491,14 +618,11 @@ Status Resource::Delete(std::string_view id) {
     JsonObject tombstone;
     tombstone[kRevisionField] = revision;
     tombstone["deletedAt"] = NowMs();
+    tombstone[kWriteIdField] = change.write_id;
+    // From here on the delete is claimed: if it stops half-way, readers already see no
+    // record, the next writer finishes it, and the intent stays with the plugins.
     S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
     S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
-
-    Change change;
-    change.id = std::string(id);
-    change.revision = revision;
-    change.action = Action::kDelete;
-    change.before = std::move(current);
     return Emit(std::move(change));
   }
   return MakeError(ErrorCode::kConflict,

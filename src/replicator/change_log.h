@@ -42,9 +42,19 @@ class ChangeLog {
   virtual ~ChangeLog() = default;
 
   // Appends one change; returns its sequence number once durable per the fsync policy.
-  // Concurrent callers share commits (group commit).
+  // Concurrent callers share commits (group commit). Forgets the change's intent, if any.
   virtual Result<std::uint64_t> Append(const Change& change) = 0;
-  // Appends several changes in one commit, in order; returns their sequence numbers.
+
+  // Intents close the gap between a source write and its Append: a writer records the change
+  // it is about to store (Prepare, durable per the fsync policy) before the object-store write,
+  // and Append or Abandon forgets it. Intents left by a process that died are resolved at the
+  // next start: appended when the source holds the write, forgotten when it does not.
+  // Intents are keyed by (resource, id, revision).
+  virtual Status Prepare(const Change& change) = 0;
+  virtual Status Abandon(const Change& change) = 0;
+  virtual Result<std::vector<Change>> ListIntents() = 0;
+  // Appends several changes in one commit, in order; returns their sequence numbers. Changes
+  // for every replicator (no only_replicator) forget their intents too.
   virtual Result<std::vector<std::uint64_t>> AppendMany(
       const std::vector<LoggedChange>& changes) = 0;
 

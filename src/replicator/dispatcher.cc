@@ -693,10 +693,12 @@ std::chrono::milliseconds Dispatcher::Backoff(int attempt) {
 }
 
 std::chrono::milliseconds Dispatcher::PauseBackoff(int streak) {
-  // Pauses keep half of the delay fixed so probes do not hammer a target that is down.
+  // Pauses keep half of the delay fixed so probes do not hammer a target that is down; the
+  // cap (probeMaxMs, 5 s) bounds how long a target that is back waits for the next probe.
   double base = context_.options->retry_base_ms;
-  double cap = std::min<double>(context_.options->max_backoff_ms,
-                                base * std::pow(2.0, std::min(std::max(streak, 1) - 1, 30)));
+  double cap = std::min<double>(
+      std::min(context_.options->max_backoff_ms, context_.options->probe_max_ms),
+      base * std::pow(2.0, std::min(std::max(streak, 1) - 1, 30)));
   std::uniform_real_distribution<double> pick(cap / 2, std::max(cap / 2 + 1, cap));
   return std::chrono::milliseconds(static_cast<std::int64_t>(pick(random_)));
 }
@@ -855,6 +857,7 @@ ReplicatorStats Dispatcher::Stats() const {
   if (auto count = context_.log->CountDeadLetters(config_.id)) stats.dead_letter_count = *count;
   stats.latency_p50_ms = Percentile(latencies, 0.50);
   stats.latency_p99_ms = Percentile(latencies, 0.99);
+  if (config_.driver) stats.driver_counters = config_.driver->Counters();
   return stats;
 }
 

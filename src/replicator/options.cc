@@ -120,13 +120,15 @@ Result<ReplicatorPluginOptions> ReplicatorPluginOptions::FromJson(
       S3DB_ASSIGN_OR_RETURN(options.retry_base_ms, GetInt(value, path));
     } else if (key == "maxBackoffMs") {
       S3DB_ASSIGN_OR_RETURN(options.max_backoff_ms, GetInt(value, path));
+    } else if (key == "probeMaxMs") {
+      S3DB_ASSIGN_OR_RETURN(options.probe_max_ms, GetInt(value, path));
     } else if (key == "stateDir") {
       S3DB_ASSIGN_OR_RETURN(options.state_dir, GetString(value, path));
     } else {
       return Invalid(path,
                      "unknown option (known: enabled, replicators, verbose, persistReplicatorLog, "
                      "replicatorLogResource, logErrors, batchSize, maxRetries, timeout, fsync, "
-                     "lingerMs, retryBaseMs, maxBackoffMs, stateDir)");
+                     "lingerMs, retryBaseMs, maxBackoffMs, probeMaxMs, stateDir)");
     }
   }
   S3DB_RETURN_IF_ERROR(options.Validate());
@@ -150,6 +152,7 @@ Status ReplicatorPluginOptions::Validate() const {
     return Invalid("maxBackoffMs", "must be at least retryBaseMs (" +
                                        std::to_string(retry_base_ms) + ")");
   }
+  if (probe_max_ms < 1) return Invalid("probeMaxMs", "must be at least 1");
   if (auto valid = internal::ValidateResourceName(replicator_log_resource); !valid) {
     return Invalid("replicatorLogResource", valid.error().message);
   }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -19,6 +20,7 @@
 #include "replicator/engine_util.h"
 #include "replicator/event_bus.h"
 #include "replicator/replicator_log.h"
+#include "s3db/resource.h"
 #include "s3db/storage.h"
 
 namespace s3db::replicator {
@@ -89,6 +91,9 @@ class Engine {
     context_.log_writer = log_writer_.get();
     context_.logger = ReplicatorLogger();
 
+    // Intents now in the log were left by a process that died; this one has written nothing.
+    S3DB_ASSIGN_OR_RETURN(unresolved_intents_, log_->ListIntents());
+
     const std::uint64_t head = log_->LastSequence();
     for (std::size_t i = 0; i < options_.replicators.size(); ++i) {
       const ReplicatorConfig& replicator = options_.replicators[i];
@@ -154,6 +159,7 @@ class Engine {
 
   Status Start() {
     if (!log_ || started_) return Ok();
+    S3DB_RETURN_IF_ERROR(ResolveIntents());
     for (std::size_t i = 0; i < dispatchers_.size(); ++i) {
       if (auto status = dispatchers_[i]->Start(); !status) {
         for (std::size_t j = 0; j < i; ++j) dispatchers_[j]->Stop();
@@ -186,6 +192,110 @@ class Engine {
     }
     started_ = false;
     return closed;
+  }
+
+  bool Records(const Change& change) const {
+    return log_ && change.resource != options_.replicator_log_resource &&
+           mapped_resources_.count(change.resource) > 0;
+  }
+
+  Status OnPrepare(const Change& change) {
+    if (!Records(change)) return Ok();
+    if (stopped_.load()) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "the replicator plugin is stopped; change " + change.ChangeId() +
+                           " was not written, because it could not be recorded for replication");
+    }
+    auto prepared = log_->Prepare(change);
+    if (!prepared) {
+      return MakeError(prepared.error().code, "replicator: cannot record the intent of change " +
+                                                  change.ChangeId() +
+                                                  " in the change log (nothing was written): " +
+                                                  prepared.error().message);
+    }
+    return Ok();
+  }
+
+  void OnAbandon(const Change& change) {
+    if (!Records(change) || stopped_.load()) return;
+    if (auto forgotten = log_->Abandon(change); !forgotten) {
+      // The intent stays; the next start finds the write absent and forgets it then.
+      ReplicatorLogger()->warn("change {}: cannot forget its intent: {}", change.ChangeId(),
+                               forgotten.error().message);
+    }
+  }
+
+  void OnResourceCreated() {
+    if (!log_) return;
+    if (auto status = ResolveIntents(); !status) {
+      ReplicatorLogger()->warn("resolving intents of a previous process: {}",
+                               status.error().message);
+    }
+  }
+
+  // Appends the intents a dead process left whose write the source holds; forgets the others.
+  // Intents of resources that do not exist yet wait for them. Several intents of one record
+  // (concurrent writers) form a chain: an older one is held when the next one is held and
+  // was written on top of it (its `before` is the older one's `after`).
+  Status ResolveIntents() {
+    std::lock_guard lock(intents_mutex_);
+    std::sort(unresolved_intents_.begin(), unresolved_intents_.end(),
+              [](const Change& a, const Change& b) {
+                return std::tie(a.resource, a.id, a.revision) <
+                       std::tie(b.resource, b.id, b.revision);
+              });
+    std::vector<Change> waiting;
+    std::size_t begin = 0;
+    while (begin < unresolved_intents_.size()) {
+      std::size_t end = begin + 1;
+      while (end < unresolved_intents_.size() &&
+             unresolved_intents_[end].resource == unresolved_intents_[begin].resource &&
+             unresolved_intents_[end].id == unresolved_intents_[begin].id) {
+        ++end;
+      }
+      Resource* resource = database_->FindResource(unresolved_intents_[begin].resource);
+      if (!resource) {
+        for (std::size_t i = begin; i < end; ++i) waiting.push_back(unresolved_intents_[i]);
+        begin = end;
+        continue;
+      }
+      std::vector<bool> held(end - begin, false);
+      for (std::size_t i = end; i-- > begin;) {
+        const Change& intent = unresolved_intents_[i];
+        if (i + 1 < end && held[i + 1 - begin]) {
+          const Change& next = unresolved_intents_[i + 1];
+          held[i - begin] = next.revision == intent.revision + 1 && next.before &&
+                            intent.after && *next.before == *intent.after;
+          if (held[i - begin]) continue;
+        }
+        auto stored = resource->HoldsChange(intent);
+        if (!stored) {
+          return MakeError(stored.error().code,
+                           "replicator: cannot tell whether change " + intent.ChangeId() +
+                               " of a previous process was stored: " + stored.error().message);
+        }
+        held[i - begin] = *stored;
+      }
+      std::vector<LoggedChange> recorded;
+      for (std::size_t i = begin; i < end; ++i) {
+        const Change& intent = unresolved_intents_[i];
+        if (held[i - begin]) {
+          recorded.push_back(LoggedChange{0, intent, {}, {}});
+          ReplicatorLogger()->info(
+              "change {} was stored by a process that stopped before recording it; recorded now",
+              intent.ChangeId());
+        } else {
+          S3DB_RETURN_IF_ERROR(log_->Abandon(intent));
+        }
+      }
+      if (!recorded.empty()) {
+        auto appended = log_->AppendMany(recorded);
+        if (!appended) return tl::unexpected(appended.error());
+      }
+      begin = end;
+    }
+    unresolved_intents_ = std::move(waiting);
+    return Ok();
   }
 
   Status OnChange(const Change& change) {
@@ -499,6 +609,8 @@ class Engine {
   EngineContext context_;
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;  // fixed after Install
   std::set<std::string, std::less<>> mapped_resources_;   // fixed after Install
+  std::mutex intents_mutex_;                 // guards unresolved_intents_
+  std::vector<Change> unresolved_intents_;   // left by a dead process, resolved at Start
   bool started_ = false;
   std::atomic<bool> stopped_{false};
 
@@ -519,6 +631,12 @@ Status ReplicatorPlugin::Install(Database& database) { return engine_->Install(d
 Status ReplicatorPlugin::Start() { return engine_->Start(); }
 Status ReplicatorPlugin::Stop() { return engine_->Stop(); }
 Status ReplicatorPlugin::OnChange(const Change& change) { return engine_->OnChange(change); }
+Status ReplicatorPlugin::OnPrepare(const Change& change) { return engine_->OnPrepare(change); }
+void ReplicatorPlugin::OnAbandon(const Change& change) { engine_->OnAbandon(change); }
+void ReplicatorPlugin::OnResourceCreated(Resource& resource) {
+  (void)resource;
+  engine_->OnResourceCreated();
+}
 
 std::size_t ReplicatorPlugin::On(std::string event, EventHandler handler) {
   return engine_->events().On(std::move(event), std::move(handler));

@@ -39,7 +39,17 @@ CREATE TABLE IF NOT EXISTS dead_letters(
   attempts INTEGER NOT NULL, failed_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_by_replicator ON dead_letters(replicator, id);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents(
+  resource TEXT NOT NULL, record_id TEXT NOT NULL, revision INTEGER NOT NULL,
+  action TEXT NOT NULL, before_json TEXT, after_json TEXT, ts INTEGER NOT NULL,
+  write_id TEXT NOT NULL, PRIMARY KEY(resource, record_id, revision));
 )sql";
+
+const char* kInsertIntent =
+    "INSERT OR REPLACE INTO intents(resource, record_id, revision, action, before_json, "
+    "after_json, ts, write_id) VALUES(?,?,?,?,?,?,?,?)";
+const char* kDeleteIntent =
+    "DELETE FROM intents WHERE resource=? AND record_id=? AND revision=?";
 
 const char* kInsertChange =
     "INSERT INTO changes(seq, resource, record_id, revision, action, before_json, after_json, "
@@ -91,7 +101,7 @@ void BindText(sqlite3_stmt* stmt, int index, std::string_view text) {
   sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
 }
 
-void BindOptionalText(sqlite3_stmt* stmt, int index, const std::string& text, bool present) {
+void BindOptionalText(sqlite3_stmt* stmt, int index, std::string_view text, bool present) {
   if (present) {
     BindText(stmt, index, text);
   } else {
@@ -139,7 +149,8 @@ Result<sqlite3*> OpenConnection(const std::string& path, bool writer, FsyncPolic
     const char* sync = fsync == FsyncPolicy::kAlways ? "PRAGMA synchronous=FULL"
                        : fsync == FsyncPolicy::kBatch ? "PRAGMA synchronous=NORMAL"
                                                       : "PRAGMA synchronous=OFF";
-    for (const char* sql : {"PRAGMA journal_mode=WAL", sync, "PRAGMA wal_autocheckpoint=4000"}) {
+    for (const char* sql : {"PRAGMA journal_mode=WAL", sync, "PRAGMA wal_autocheckpoint=1000",
+                            "PRAGMA journal_size_limit=4194304"}) {
       if (auto status = Exec(db, sql); !status) {
         sqlite3_close(db);
         return tl::unexpected(status.error());
@@ -209,6 +220,8 @@ class SqliteChangeLog : public ChangeLog {
     S3DB_ASSIGN_OR_RETURN(writer_, OpenConnection(options_.path, true, options_.fsync));
     S3DB_RETURN_IF_ERROR(Exec(writer_, kSchema));
     S3DB_RETURN_IF_ERROR(insert_change_.Prepare(writer_, kInsertChange));
+    S3DB_RETURN_IF_ERROR(insert_intent_.Prepare(writer_, kInsertIntent));
+    S3DB_RETURN_IF_ERROR(delete_intent_.Prepare(writer_, kDeleteIntent));
     S3DB_RETURN_IF_ERROR(set_checkpoint_.Prepare(
         writer_,
         "INSERT INTO checkpoints(replicator, seq, updated_ms) VALUES(?,?,?) "
@@ -242,6 +255,36 @@ class SqliteChangeLog : public ChangeLog {
     job.many = &changes;
     S3DB_RETURN_IF_ERROR(Submit(job));
     return std::move(job.sequences);
+  }
+
+  Status Prepare(const Change& change) override {
+    Job job;
+    job.prepare = &change;
+    return Submit(job);
+  }
+
+  Status Abandon(const Change& change) override {
+    Job job;
+    job.abandon = &change;
+    return Submit(job);
+  }
+
+  Result<std::vector<Change>> ListIntents() override {
+    std::lock_guard lock(write_mutex_);
+    S3DB_RETURN_IF_ERROR(CheckOpen());
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(stmt.Prepare(
+        writer_,
+        "SELECT resource, record_id, revision, action, before_json, after_json, ts, write_id "
+        "FROM intents ORDER BY ts, resource, record_id, revision"));
+    std::vector<Change> intents;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      intents.push_back(ReadChangeColumns(stmt.get(), 0));
+      intents.back().write_id = ColumnText(stmt.get(), 7);
+    }
+    if (rc != SQLITE_DONE) return tl::unexpected(SqliteError(writer_, "list intents"));
+    return intents;
   }
 
   Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) override {
@@ -476,6 +519,8 @@ class SqliteChangeLog : public ChangeLog {
       idle_readers_.clear();
     }
     insert_change_.Finalize();
+    insert_intent_.Finalize();
+    delete_intent_.Finalize();
     set_checkpoint_.Finalize();
     if (wal_fd_ >= 0) {
       ::close(wal_fd_);
@@ -491,6 +536,8 @@ class SqliteChangeLog : public ChangeLog {
   // One caller's appends, waiting for a group commit.
   struct Job {
     const Change* single = nullptr;
+    const Change* prepare = nullptr;  // record an intent
+    const Change* abandon = nullptr;  // forget an intent
     const std::vector<LoggedChange>* many = nullptr;
     std::string requeue_replicator;  // non-empty: move these dead letters back into the log
     std::vector<std::uint64_t> sequences;
@@ -532,6 +579,19 @@ class SqliteChangeLog : public ChangeLog {
     return job.status;
   }
 
+  // Binds resource, id, revision, action, before, after and time to the 7 parameters from
+  // `first` on (the same columns in the changes and intents tables).
+  static void BindChange(sqlite3_stmt* stmt, int first, const Change& change,
+                         const Encoded& encoded) {
+    BindText(stmt, first, change.resource);
+    BindText(stmt, first + 1, change.id);
+    sqlite3_bind_int64(stmt, first + 2, static_cast<sqlite3_int64>(change.revision));
+    BindText(stmt, first + 3, ActionName(change.action));
+    BindOptionalText(stmt, first + 4, encoded.before, encoded.has_before);
+    BindOptionalText(stmt, first + 5, encoded.after, encoded.has_after);
+    sqlite3_bind_int64(stmt, first + 6, change.timestamp_ms);
+  }
+
   // REQUIRES: write_mutex_ held, inside a transaction.
   Status InsertChange(std::uint64_t sequence, const Change& change, std::string_view replicator,
                       std::string_view destination) {
@@ -539,25 +599,37 @@ class SqliteChangeLog : public ChangeLog {
     sqlite3_stmt* stmt = insert_change_.get();
     ResetOnExit reset{stmt};
     sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(sequence));
-    BindText(stmt, 2, change.resource);
-    BindText(stmt, 3, change.id);
-    sqlite3_bind_int64(stmt, 4, static_cast<sqlite3_int64>(change.revision));
-    BindText(stmt, 5, ActionName(change.action));
-    BindOptionalText(stmt, 6, encoded.before, encoded.has_before);
-    BindOptionalText(stmt, 7, encoded.after, encoded.has_after);
-    sqlite3_bind_int64(stmt, 8, change.timestamp_ms);
-    if (replicator.empty()) {
-      sqlite3_bind_null(stmt, 9);
-    } else {
-      BindText(stmt, 9, replicator);
-    }
-    if (destination.empty()) {
-      sqlite3_bind_null(stmt, 10);
-    } else {
-      BindText(stmt, 10, destination);
-    }
+    BindChange(stmt, 2, change, encoded);
+    BindOptionalText(stmt, 9, replicator, !replicator.empty());
+    BindOptionalText(stmt, 10, destination, !destination.empty());
     if (sqlite3_step(stmt) != SQLITE_DONE) {
       return tl::unexpected(SqliteError(writer_, "append"));
+    }
+    return Ok();
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status InsertIntent(const Change& change) {
+    Encoded encoded = Encode(change);
+    sqlite3_stmt* stmt = insert_intent_.get();
+    ResetOnExit reset{stmt};
+    BindChange(stmt, 1, change, encoded);
+    BindText(stmt, 8, change.write_id);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "record intent"));
+    }
+    return Ok();
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status DeleteIntent(const Change& change) {
+    sqlite3_stmt* stmt = delete_intent_.get();
+    ResetOnExit reset{stmt};
+    BindText(stmt, 1, change.resource);
+    BindText(stmt, 2, change.id);
+    sqlite3_bind_int64(stmt, 3, static_cast<sqlite3_int64>(change.revision));
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "forget intent"));
     }
     return Ok();
   }
@@ -606,12 +678,18 @@ class SqliteChangeLog : public ChangeLog {
         if (job->single) {
           std::uint64_t sequence = next_sequence_++;
           status = InsertChange(sequence, *job->single, {}, {});
+          if (status) status = DeleteIntent(*job->single);
           job->sequences.push_back(sequence);
+        } else if (job->prepare) {
+          status = InsertIntent(*job->prepare);
+        } else if (job->abandon) {
+          status = DeleteIntent(*job->abandon);
         } else if (job->many) {
           for (const LoggedChange& logged : *job->many) {
             std::uint64_t sequence = next_sequence_++;
             status = InsertChange(sequence, logged.change, logged.only_replicator,
                                   logged.only_destination);
+            if (status && logged.only_replicator.empty()) status = DeleteIntent(logged.change);
             if (!status) break;
             job->sequences.push_back(sequence);
           }
@@ -710,6 +788,8 @@ class SqliteChangeLog : public ChangeLog {
   std::mutex write_mutex_;  // guards writer_, its statements, next_sequence_, open_ (writes)
   sqlite3* writer_ = nullptr;
   Statement insert_change_;
+  Statement insert_intent_;
+  Statement delete_intent_;
   Statement set_checkpoint_;
   std::uint64_t next_sequence_ = 1;
   std::atomic<bool> open_{false};

@@ -366,6 +366,14 @@ TEST(DatabaseTest, StoreFaultsSurfaceAsErrorsAndWriteNothingHalfway) {
   S3DB_EXPECT_ERROR((*resource)->Update("a", Object(R"({"v": 2})")), ErrorCode::kUnavailable);
   EXPECT_EQ((*resource)->Get("a")->at("v").as_int64(), 1);
   EXPECT_EQ(plugin->Snapshot().size(), 1u);
+  // A read without an ETag cannot guard the write that follows it: refused, not written
+  // unconditionally over a version it never saw.
+  store->Inject(testing::Fault::kNoEtag);
+  S3DB_EXPECT_ERROR((*resource)->Update("a", Object(R"({"v": 3})")), ErrorCode::kUnavailable);
+  store->Inject(testing::Fault::kNoEtag);
+  S3DB_EXPECT_ERROR((*resource)->Delete("a"), ErrorCode::kUnavailable);
+  EXPECT_EQ((*resource)->Get("a")->at("v").as_int64(), 1);
+  EXPECT_EQ(plugin->Snapshot().size(), 1u);
 }
 
 }  // namespace

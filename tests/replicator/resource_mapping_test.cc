@@ -185,6 +185,14 @@ TEST(ReplicatorPluginOptions, ParsesTheSpecNamesAndDefaults) {
   EXPECT_EQ(defaults.max_retries, 3);
   EXPECT_EQ(defaults.timeout_ms, 30000);
   EXPECT_EQ(defaults.fsync, "batch");
+  EXPECT_EQ(defaults.max_backoff_ms, 30000);
+  EXPECT_EQ(defaults.probe_max_ms, 5000);
+  auto probe = ReplicatorPluginOptions::FromJson(Parse(R"({"probeMaxMs": 2000})").as_object());
+  ASSERT_TRUE(probe.has_value()) << probe.error().message;
+  EXPECT_EQ(probe->probe_max_ms, 2000);
+  auto zero = ReplicatorPluginOptions::FromJson(Parse(R"({"probeMaxMs": 0})").as_object());
+  ASSERT_FALSE(zero.has_value());
+  EXPECT_EQ(zero.error().message, "probeMaxMs: must be at least 1");
 }
 
 TEST(ReplicatorPluginOptions, ErrorsNameTheOption) {

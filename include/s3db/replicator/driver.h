@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -104,6 +105,10 @@ class Driver {
   virtual Status Flush() { return Ok(); }
 
   virtual void Stop() {}
+
+  // Driver-specific counters for the replicator's stats ("truncated_cells": …), by name.
+  // Called from any thread, also while Deliver runs.
+  virtual std::map<std::string, std::uint64_t> Counters() const { return {}; }
 };
 
 // Creates a driver from the replicator's "config" object.

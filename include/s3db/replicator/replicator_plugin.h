@@ -134,13 +134,15 @@ struct ReplicatorPluginOptions {
   int timeout_ms = 30000;               // limit for one delivery attempt (one batch)
 
   // Engine settings beyond the spec (camelCase keys in FromJson: fsync, lingerMs,
-  // maxBackoffMs, retryBaseMs, stateDir).
+  // maxBackoffMs, probeMaxMs, retryBaseMs, stateDir).
   std::string fsync = "batch";  // change log durability: "always" (fsync every commit),
                                 // "batch" (group commit, WAL fsynced every <= 100 ms), "off"
   int linger_ms = 5;            // longest wait to fill a batch once a change is ready; used
                                 // only while batches are full (sustained load)
   int retry_base_ms = 100;      // first retry delay bound; doubles per attempt (full jitter)
-  int max_backoff_ms = 30000;   // cap for retry delays and outage/unauthorized probes
+  int max_backoff_ms = 30000;   // cap for retry delays
+  int probe_max_ms = 5000;      // cap for the probes of a paused replicator (target down or
+                                // unauthorized), so catching up after an outage takes seconds
   std::string state_dir;        // empty = Database::state_dir(); the log is
                                 // <state_dir>/replicator/changes.db
 
@@ -200,6 +202,8 @@ struct ReplicatorStats {
   double latency_p50_ms = 0;             // write -> delivered, over recent deliveries
   double latency_p99_ms = 0;
   std::optional<ReplicatorError> last_error;
+  // The driver's own counters (Driver::Counters), e.g. the file drivers' "truncated_cells".
+  std::map<std::string, std::uint64_t> driver_counters;
 };
 
 // An entry of the dead-letter queue: a change that failed for good at one destination.
@@ -267,6 +271,13 @@ class ReplicatorPlugin : public Plugin {
   // Appends the change to the change log (durable per the fsync option) when a replicator
   // maps its resource. Writes to the replicator_log resource are never replicated.
   Status OnChange(const Change& change) override;
+  // Records the intent of a change about to be written (and forgets it when the write is
+  // abandoned), so that a change stored by a process that dies before OnChange is still
+  // replicated: the next start appends it when the source holds it.
+  Status OnPrepare(const Change& change) override;
+  void OnAbandon(const Change& change) override;
+  // Resolves intents of a previous process that belong to the new resource.
+  void OnResourceCreated(Resource& resource) override;
 
   std::size_t On(std::string event, EventHandler handler);
   void Off(std::size_t handle);

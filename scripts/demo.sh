@@ -66,7 +66,8 @@ run() {
 step "demo: file://./demo-data, replicated to ./demo-mirror and ./demo-exports"
 rm -rf demo-data demo-mirror demo-exports
 # The config (examples/config/demo.yaml) declares the resource and its replicators: a second
-# s3db database (a plain copy and a Lua-transformed summary) and JSONL, CSV and Parquet files.
+# s3db database (a plain copy and a Lua-transformed summary) and JSONL, CSV, Parquet and Excel
+# files.
 # The import replicates every record and prints, per replicator, delivered / filtered / failed
 # and the write -> delivered latency.
 echo "\$ build/s3db -c examples/config/demo.yaml import countries.jsonl --resource countries" >&2

@@ -1213,13 +1213,22 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   if (!listen_override.empty()) {
     auto parsed = config::ParseConfig("http: { listen: \"" + listen_override + "\" }", "--listen");
     if (!parsed) return Fail(parsed.error());
+    int threads = http.threads;
     http = parsed->http;
+    http.threads = threads;
   }
 
   auto feed = std::make_shared<ChangeFeed>();
   if (auto used = session.database->UsePlugin(feed); !used) return Fail(used.error());
 
   httplib::Server server;
+  // cpp-httplib's default pool (8 threads here) is smaller than the clients a writer fleet
+  // keeps open: with 16 keep-alive clients, requests queued behind idle connections for up to
+  // the 5 s keep-alive timeout.
+  server.new_task_queue = [threads = http.threads] {
+    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  };
+  server.set_keep_alive_max_count(1000);  // cpp-httplib closes after 5 requests by default
   Service service(session, *feed);
   service.Route(server);
   int port = http.port;

@@ -1,5 +1,6 @@
 #include "cli/report.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -30,15 +31,14 @@ std::string LabelValue(std::string_view text) {
 std::string Number(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  char text[64];
-  std::snprintf(text, sizeof text, "%.17g", value);
-  // Shortest form that reads back the same.
-  for (int precision = 1; precision <= 17; ++precision) {
-    char shorter[64];
-    std::snprintf(shorter, sizeof shorter, "%.*g", precision, value);
-    if (std::strtod(shorter, nullptr) == value) return shorter;
+  // Whole numbers (counters) in full: 12000000, not 1.2e+07.
+  if (std::trunc(value) == value && std::fabs(value) < 9007199254740992.0) {
+    return std::to_string(static_cast<long long>(value));
   }
-  return text;
+  // Others: the shortest text that reads back the same.
+  char text[64];
+  auto [end, error] = std::to_chars(text, text + sizeof text, value);
+  return std::string(text, error == std::errc() ? end : text);
 }
 
 struct Metric {

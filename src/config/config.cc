@@ -339,7 +339,11 @@ Status ReadHttp(const Json& section, const SectionReader& reader, Config& config
   if (section.is_null()) return Ok();
   S3DB_ASSIGN_OR_RETURN(const JsonObject* http,
                         reader.Object(section, "http", "'{ listen: 127.0.0.1:9464 }'"));
-  S3DB_RETURN_IF_ERROR(reader.OnlyKeys(*http, "http", {"listen"}));
+  S3DB_RETURN_IF_ERROR(reader.OnlyKeys(*http, "http", {"listen", "threads"}));
+  if (const Json* threads = http->if_contains("threads")) {
+    S3DB_ASSIGN_OR_RETURN(std::int64_t count, reader.Integer(*threads, "http.threads", 1, 1024));
+    config.http.threads = static_cast<int>(count);
+  }
   const Json* listen = http->if_contains("listen");
   if (!listen) return Ok();
   std::string text;

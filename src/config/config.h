@@ -53,6 +53,9 @@ Result<YamlDocument> ParseYaml(std::string_view text, const std::string& source_
 struct HttpSettings {
   std::string host = "127.0.0.1";
   int port = 9464;
+  // Request threads of `s3db run`'s HTTP server. A keep-alive connection holds its thread
+  // between requests, so this bounds the clients served at once.
+  int threads = 64;
   std::string Listen() const { return host + ":" + std::to_string(port); }
 };
 

@@ -3,6 +3,8 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_stack.hpp>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -71,6 +73,19 @@ class StrictHandler {
     if (is_integer_literal && d != 0.0) {
       problem = "integer " + Shorten(number_text) +
                 " is outside the 64-bit range (-2^63 .. 2^64-1); send it as a string";
+      ec = bj::error::exception;
+      return false;
+    }
+    // Boost.JSON 1.81 rounds long mantissas inexactly (off by an ulp); from_chars rounds
+    // correctly, so the value is the one the text names and survives a round trip.
+    double exact = 0;
+    auto [end, error] =
+        std::from_chars(number_text.data(), number_text.data() + number_text.size(), exact);
+    if (error == std::errc() && end == number_text.data() + number_text.size()) d = exact;
+    if (!std::isfinite(d)) {
+      // JSON has no infinity: the number would change (and not serialize back).
+      problem = "number " + Shorten(number_text) +
+                " is beyond the range of a 64-bit float (about 1.8e308); send it as a string";
       ec = bj::error::exception;
       return false;
     }

@@ -171,6 +171,9 @@ std::string CsvWriter::HeaderRecord() const {
 }
 
 Status CsvWriter::AddColumnsToWrittenRecords(std::size_t added) {
+  // n cells are separated by n - 1 delimiters, so a record of no cells (no columns before)
+  // gets one delimiter fewer than the cells added.
+  if (columns_.size() == added) --added;
   if (!pending_.empty()) pending_ = PadRecords(pending_, added, options_.delimiter);
   if (!header_written_) return Ok();
 

@@ -5,6 +5,7 @@
 #include "formats/csv_writer.h"
 #include "formats/jsonl_writer.h"
 #include "formats/parquet_writer.h"
+#include "formats/xlsx_writer.h"
 
 namespace s3db::formats {
 
@@ -12,8 +13,9 @@ Result<FileFormat> ParseFileFormat(std::string_view name) {
   if (name == "csv") return FileFormat::kCsv;
   if (name == "jsonl" || name == "ndjson") return FileFormat::kJsonl;
   if (name == "parquet") return FileFormat::kParquet;
-  return MakeError(ErrorCode::kInvalidArgument,
-                   "unknown file format '" + std::string(name) + "' (use csv, jsonl or parquet)");
+  if (name == "excel" || name == "xlsx") return FileFormat::kExcel;
+  return MakeError(ErrorCode::kInvalidArgument, "unknown file format '" + std::string(name) +
+                                                    "' (use csv, jsonl, parquet or excel)");
 }
 
 std::string FileExtension(FileFormat format, const JsonObject& config) {
@@ -27,6 +29,8 @@ std::string FileExtension(FileFormat format, const JsonObject& config) {
     }
     case FileFormat::kParquet:
       return ".parquet";
+    case FileFormat::kExcel:
+      return ".xlsx";
   }
   return "";
 }
@@ -50,6 +54,20 @@ Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, Column
       S3DB_ASSIGN_OR_RETURN(ParquetOptions options, ParquetOptionsFromJson(config));
       S3DB_ASSIGN_OR_RETURN(auto writer, ParquetWriter::Make(std::move(columns), std::move(options),
                                                              std::move(sink)));
+      return std::unique_ptr<RecordWriter>(std::move(writer));
+    }
+    case FileFormat::kExcel: {
+      S3DB_ASSIGN_OR_RETURN(XlsxOptions options, XlsxOptionsFromJson(config));
+      std::string sheet_name = "Sheet1";
+      if (const Json* name = config.if_contains("sheetName"); name && !name->is_null()) {
+        if (!name->is_string() || name->get_string().empty()) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "option `sheetName` must be a non-empty string");
+        }
+        sheet_name = std::string(name->get_string());
+      }
+      S3DB_ASSIGN_OR_RETURN(auto writer, XlsxWriter::Make(std::move(columns), std::move(options),
+                                                          std::move(sink), sheet_name));
       return std::unique_ptr<RecordWriter>(std::move(writer));
     }
   }

@@ -11,16 +11,19 @@
 
 namespace s3db::formats {
 
-enum class FileFormat { kCsv, kJsonl, kParquet };
+enum class FileFormat { kCsv, kJsonl, kParquet, kExcel };
 
-// "csv", "jsonl" (or "ndjson"), "parquet". Error kInvalidArgument names the value.
+// "csv", "jsonl" (or "ndjson"), "parquet", "excel" (or "xlsx"). Error kInvalidArgument names
+// the value.
 Result<FileFormat> ParseFileFormat(std::string_view name);
 
-// ".csv", ".jsonl" (".jsonl.gz" when `config` has compress: true), ".parquet".
+// ".csv", ".jsonl" (".jsonl.gz" when `config` has compress: true), ".parquet", ".xlsx".
 std::string FileExtension(FileFormat format, const JsonObject& config);
 
 // Reads the format's options from `config` (keys of other concerns are ignored: see
-// CsvOptionsFromJson, JsonlOptionsFromJson, ParquetOptionsFromJson) and makes the writer.
+// CsvOptionsFromJson, JsonlOptionsFromJson, ParquetOptionsFromJson, XlsxOptionsFromJson) and
+// makes the writer. Excel: a workbook with one worksheet named after `sheetName` (a string,
+// default "Sheet1"); a multi-sheet workbook is XlsxWorkbookWriter (xlsx_writer.h).
 Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, ColumnSet columns,
                                                        const JsonObject& config,
                                                        std::unique_ptr<ByteSink> sink);

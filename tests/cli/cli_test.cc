@@ -1,9 +1,12 @@
 // The s3db binary, run as a user would: in a temporary folder, with arguments, standard input
 // and environment, checking exit codes, standard output and standard error.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -183,6 +187,17 @@ class CliTest : public ::testing::Test {
 std::string Describe(const CliResult& result) {
   return "exit " + std::to_string(result.exit_code) + "\nstdout: " + result.out +
          "\nstderr: " + result.err;
+}
+
+// The URL that `s3db run` prints when it listens ("" and a test failure when it does not).
+std::string ListeningUrl(CliProcess& service) {
+  std::string line = service.ReadLine(std::chrono::seconds(30));
+  const std::string prefix = "s3db run: listening on ";
+  if (line.rfind(prefix, 0) != 0) {
+    ADD_FAILURE() << "s3db run did not start: " << line << "\n" << Describe(service.Finish());
+    return "";
+  }
+  return line.substr(prefix.size());
 }
 
 TEST_F(CliTest, HelpListsTheCommands) {
@@ -493,6 +508,41 @@ TEST_F(CliTest, FailingTransformGoesToTheDeadLetterQueue) {
   EXPECT_NE(unknown.err.find("Replicator not found: nosuch"), std::string::npos) << unknown.err;
 }
 
+TEST_F(CliTest, SyncBackfillsAndReplaySendsDeadLettersAgain) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  // The config declares the resource; records written without it are seen by no replicator.
+  ASSERT_EQ(Run({"-c", "c.yaml", "resource", "list"}).exit_code, 0);
+  for (const char* record :
+       {R"({"id":"a","name":"Ann","age":30})", R"({"id":"k","name":"Kid","age":9})"}) {
+    CliResult inserted = Run({"--connection", "file://./data", "insert", "users", record});
+    ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+  }
+  EXPECT_NE(Run({"--connection", "file://./backup", "get", "people", "a"}).exit_code, 0);
+
+  CliResult synced = Run({"-c", "c.yaml", "replicators", "sync", "backup"});
+  ASSERT_EQ(synced.exit_code, 0) << Describe(synced);
+  CliResult copied = Run({"--connection", "file://./backup", "get", "people", "a"});
+  ASSERT_EQ(copied.exit_code, 0) << Describe(copied);
+  EXPECT_EQ(ParseObject(copied.out).at("full"), Json("Ann!"));  // through the Lua transform
+  // shouldReplicate holds the minor back.
+  EXPECT_NE(Run({"--connection", "file://./backup", "get", "people", "k"}).exit_code, 0);
+
+  // A change whose transform throws is dead-lettered; a replay sends it through the pipeline
+  // again, where it fails the same way and is dead-lettered once more.
+  ASSERT_EQ(Run({"-c", "c.yaml", "insert", "users", R"({"id":"x","name":"boom"})"}).exit_code, 0);
+  ASSERT_EQ(Lines(Run({"-c", "c.yaml", "dlq", "list", "backup"}).out).size(), 1u);
+  CliResult replayed = Run({"-c", "c.yaml", "dlq", "replay", "backup"});
+  ASSERT_EQ(replayed.exit_code, 0) << Describe(replayed);
+  EXPECT_NE(replayed.out.find("\"replayed\":1"), std::string::npos) << replayed.out;
+  CliResult again = Run({"-c", "c.yaml", "dlq", "list", "backup"});
+  ASSERT_EQ(Lines(again.out).size(), 1u) << again.out;
+  EXPECT_NE(again.out.find("cannot take x"), std::string::npos) << again.out;
+
+  CliResult unknown = Run({"-c", "c.yaml", "replicators", "sync", "nosuch"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("Replicator not found: nosuch"), std::string::npos) << unknown.err;
+}
+
 TEST_F(CliTest, DisablingAReplicatorIsRemembered) {
   WriteFile("c.yaml", kReplicatedConfig);
   CliResult disabled = Run({"-c", "c.yaml", "replicators", "disable", "backup"});
@@ -522,10 +572,8 @@ Result<net::HttpResponse> HttpGet(net::HttpClient& client, const std::string& ur
 TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   WriteFile("c.yaml", kReplicatedConfig);
   CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
-  std::string line = service.ReadLine(std::chrono::seconds(30));
-  const std::string prefix = "s3db run: listening on ";
-  ASSERT_EQ(line.rfind(prefix, 0), 0u) << line << "\n" << Describe(service.Finish());
-  std::string url = line.substr(prefix.size());
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
   auto http = net::NewHttpClient();
 
   // Writes through the CLI with the same config go to the running service.
@@ -601,6 +649,78 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   EXPECT_EQ(ParseObject(copied.out).at("age"), Json(50));
 }
 
+// A keep-alive client connected to `url` (http://127.0.0.1:PORT): sends GET /health and
+// waits up to `timeout` for the whole answer. Returns false when none came in time.
+class KeepAliveClient {
+ public:
+  explicit KeepAliveClient(const std::string& url) {
+    int port = std::stoi(url.substr(url.rfind(':') + 1));
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~KeepAliveClient() { ::close(fd_); }
+
+  bool GetHealth(std::chrono::milliseconds timeout) {
+    const std::string request =
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+    if (!connected_ || ::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) < 0) {
+      return false;
+    }
+    std::string answer;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      std::size_t head_end = answer.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        std::size_t length = answer.find("Content-Length: ");
+        if (length != std::string::npos &&
+            answer.size() >= head_end + 4 + std::stoul(answer.substr(length + 16))) {
+          return answer.rfind("HTTP/1.1 ", 0) == 0;
+        }
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd poll_fd{fd_, POLLIN, 0};
+      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) return false;
+      char buffer[4096];
+      ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) return false;
+      answer.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+// Regression: the HTTP server had cpp-httplib's default pool (8 threads here), and each idle
+// keep-alive connection holds a thread, so the 9th client of a writer fleet waited for the 5 s
+// keep-alive timeout of another one (the soak test's p99 jumped to 5,003 ms).
+TEST_F(CliTest, RunServesMoreKeepAliveClientsThanCores) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+
+  std::vector<std::unique_ptr<KeepAliveClient>> clients;
+  for (int i = 0; i < 24; ++i) {
+    clients.push_back(std::make_unique<KeepAliveClient>(url));
+    // Well under the 5 s keep-alive timeout that frees a thread held by an idle client.
+    EXPECT_TRUE(clients.back()->GetHealth(std::chrono::milliseconds(2500)))
+        << "client " << i + 1 << " of 24 got no answer while the others stayed connected";
+  }
+  for (auto& client : clients) EXPECT_TRUE(client->GetHealth(std::chrono::milliseconds(2500)));
+
+  service.Signal(SIGTERM);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+}
+
 TEST_F(CliTest, RunReportsAPausedReplicatorAsUnhealthyWithoutSecrets) {
   WriteFile("c.yaml", R"(connection: file://./data
 resources:
@@ -616,10 +736,8 @@ replicator:
 http: { listen: "127.0.0.1:0" }
 )");
   CliProcess service(dir_.str(), {"-c", "c.yaml", "--log-level", "debug", "run"});
-  std::string line = service.ReadLine(std::chrono::seconds(30));
-  const std::string prefix = "s3db run: listening on ";
-  ASSERT_EQ(line.rfind(prefix, 0), 0u) << line << "\n" << Describe(service.Finish());
-  std::string url = line.substr(prefix.size());
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
   auto http = net::NewHttpClient();
 
   CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"a"})"});

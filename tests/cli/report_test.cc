@@ -22,6 +22,8 @@ ReplicatorStats Stats(std::string id, ReplicatorState state) {
   stats.lag_changes = 3;
   stats.lag_seconds = 0.25;
   stats.latency_p99_ms = 12.5;
+  stats.latency_p50_ms = 10;
+  stats.head = 12000000;
   return stats;
 }
 
@@ -37,6 +39,9 @@ TEST(Prometheus, RendersEveryMetricWithHelpTypeAndLabels) {
            "# TYPE s3db_replicator_lag_seconds gauge\n",
            "s3db_replicator_lag_seconds{replicator=\"backup\",driver=\"s3db\"} 0.25\n",
            "s3db_replicator_latency_p99_ms{replicator=\"backup\",driver=\"s3db\"} 12.5\n",
+           // Whole numbers in full (the shortest %g form printed 10 as 1e+01).
+           "s3db_replicator_latency_p50_ms{replicator=\"backup\",driver=\"s3db\"} 10\n",
+           "s3db_replicator_head{replicator=\"backup\",driver=\"s3db\"} 12000000\n",
            "s3db_replicator_state{replicator=\"backup\",driver=\"s3db\",state=\"running\"} 1\n",
            "s3db_replicator_state{replicator=\"backup\",driver=\"s3db\",state=\"paused\"} 0\n",
            "s3db_replicator_state{replicator=\"we\\\"ird\",driver=\"s3db\",state=\"paused\"} 1\n",
@@ -78,7 +83,7 @@ TEST(Report, StatsAndSummaryLine) {
   EXPECT_EQ(json.get_object().at("state"), Json("running"));
   EXPECT_EQ(JsonLine(Json(1.5)), "1.5");
   EXPECT_EQ(ReplicatorSummaryLine(stats),
-            "backup (s3db): delivered 7, filtered 2, failed 0, dead letters 1, latency p50 0.0 "
+            "backup (s3db): delivered 7, filtered 2, failed 0, dead letters 1, latency p50 10.0 "
             "ms, p99 12.5 ms");
 }
 

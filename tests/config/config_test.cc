@@ -144,6 +144,7 @@ replicator:
   EXPECT_EQ(config->resources[1].name, "tags");
   EXPECT_EQ(config->http.host, "127.0.0.1");
   EXPECT_EQ(config->http.port, 9500);
+  EXPECT_EQ(config->http.threads, 64);
   EXPECT_EQ(config->lua.instruction_limit, 5000u);
   EXPECT_EQ(config->lua.memory_limit_bytes, 8u * 1024 * 1024);
   ASSERT_TRUE(config->replicator.has_value());
@@ -170,6 +171,11 @@ TEST(ConfigFile, ErrorsNameFileLineAndPath) {
   error = ErrorOf("http:\n  listen: nowhere\n");
   EXPECT_NE(error.find("test.yaml:2:3: http.listen: 'nowhere' is not host:port"), std::string::npos)
       << error;
+  error = ErrorOf("http: { threads: 0 }\n");
+  EXPECT_NE(error.find("http.threads: 0 is outside 1..1024"), std::string::npos) << error;
+  auto threads = ParseConfig("http: { threads: 16 }\n", "t.yaml");
+  ASSERT_TRUE(threads.has_value()) << threads.error().message;
+  EXPECT_EQ(threads->http.threads, 16);
   EXPECT_NE(ErrorOf("").find("empty"), std::string::npos);
   EXPECT_NE(ErrorOf("- a\n- b\n").find("must be a map"), std::string::npos);
 }

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "drivers/files/file_driver.h"
+#include "drivers/file_drivers_test_util.h"
 #include "formats/formats_test_util.h"
 #include "replicator/replicator_test_util.h"
 #include "s3db/replicator/replicator_plugin.h"
@@ -23,102 +24,14 @@ using s3db::testing::FastOptions;
 using s3db::testing::MemoryDatabase;
 using s3db::testing::TempDir;
 
-constexpr std::int64_t kOct20At2330Utc = 1761003000000;  // 2025-10-20T23:30:00.000Z
-
-JsonObject Obj(std::string_view json) {
-  auto parsed = ParseJsonObject(json);
-  EXPECT_TRUE(parsed.has_value()) << json;
-  return parsed ? *parsed : JsonObject();
-}
-
-DeliveryItem Change(const std::string& id, std::uint64_t rev, Action action,
-                    std::string_view data, std::int64_t at = kOct20At2330Utc) {
-  DeliveryItem item;
-  item.id = id;
-  item.revision = rev;
-  item.action = action;
-  item.source_resource = "users";
-  item.target = "users";
-  item.change_id = "users:" + id + ":" + std::to_string(rev);
-  item.data = Obj(data);
-  item.timestamp_ms = at;
-  return item;
-}
-
-// RFC 4180 records (CRLF line ends, quoted fields).
-std::vector<std::vector<std::string>> ParseCsv(const std::string& text) {
-  std::vector<std::vector<std::string>> records;
-  std::vector<std::string> record;
-  std::string field;
-  bool quoted = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field.push_back('"');
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field.push_back(c);
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      record.push_back(std::move(field));
-      field.clear();
-    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
-      record.push_back(std::move(field));
-      field.clear();
-      records.push_back(std::move(record));
-      record.clear();
-      ++i;
-    } else {
-      field.push_back(c);
-    }
-  }
-  return records;
-}
-
-std::vector<JsonObject> ParseJsonl(const std::string& text) {
-  std::vector<JsonObject> rows;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    auto row = ParseJsonObject(std::string_view(text).substr(start, end - start));
-    EXPECT_TRUE(row.has_value()) << text.substr(start, end - start);
-    if (row) rows.push_back(*row);
-    start = end + 1;
-  }
-  return rows;
-}
+using namespace file_testing;
 
 class FileDriverTest : public ::testing::Test {
  protected:
-  DriverContext Context() {
-    DriverContext context;
-    context.replicator_id = "files-test";
-    context.state_dir = dir_.str() + "/state";
-    context.resource_definition = [](std::string_view resource) -> std::optional<JsonObject> {
-      if (resource != "users") return std::nullopt;
-      return Obj(R"({"attributes": {"name": "string|required", "email": "email"}})");
-    };
-    return context;
-  }
+  DriverContext Context() { return UsersContext(dir_.str() + "/state"); }
 
   std::unique_ptr<Driver> Make(std::string_view format, JsonObject config) {
-    auto driver = NewFileDriver(format, config, Context());
-    EXPECT_TRUE(driver.has_value()) << driver.error().ToString();
-    if (!driver) return nullptr;
-    EXPECT_TRUE((*driver)->Start().has_value());
-    return std::move(*driver);
-  }
-
-  static void ExpectAllDelivered(const std::vector<DeliveryResult>& results) {
-    for (const auto& result : results) {
-      EXPECT_EQ(result.outcome, Outcome::kDelivered) << result.error;
-    }
+    return StartedFileDriver(format, config, Context());
   }
 
   std::string Out() const { return dir_.str() + "/out"; }
@@ -169,6 +82,18 @@ TEST_F(FileDriverTest, TimezoneOffsetDecidesTheDayOfTheFile) {
   EXPECT_FALSE(std::filesystem::exists(Out() + "/users_2025-10-20.jsonl"));
 }
 
+TEST_F(FileDriverTest, ANamedTimezoneDecidesTheDayOfTheFile) {
+  auto driver =
+      Make("csv", Obj(R"({"outputPath": ")" + Out() + R"(", "timezone": "Asia/Tokyo"})"));
+  ASSERT_TRUE(driver);
+  ExpectAllDelivered(driver->Deliver(
+      std::vector<DeliveryItem>{Change("u1", 1, Action::kInsert, R"({"name": "A"})")}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  // 23:30 UTC is 08:30 the next day in Tokyo (+09:00).
+  EXPECT_TRUE(std::filesystem::exists(Out() + "/users_2025-10-21.csv"));
+  EXPECT_FALSE(std::filesystem::exists(Out() + "/users_2025-10-20.csv"));
+}
+
 TEST_F(FileDriverTest, RotateByNullWritesOneFilePerTargetAndChangesSplitByDay) {
   auto driver = Make("jsonl", Obj(R"({"outputPath": ")" + Out() + R"(", "rotateBy": null})"));
   ASSERT_TRUE(driver);
@@ -215,6 +140,50 @@ TEST_F(FileDriverTest, RestartRebuildsTheFileFromStagingWithoutDuplicatingReplay
   std::vector<std::string> ids;
   for (const auto& row : rows) ids.emplace_back(row.at("_change_id").as_string());
   EXPECT_EQ(ids, (std::vector<std::string>{"users:a:1", "users:b:1", "users:c:1"}));
+}
+
+TEST_F(FileDriverTest, IdleFilesOfPastDaysAreClosedAndALateChangeReopensThem) {
+  for (const char* format : {"jsonl", "csv"}) {
+    SCOPED_TRACE(format);
+    std::string folder = Out() + "/" + format;
+    auto driver = Make(format, Obj(R"({"outputPath": ")" + folder +
+                                   R"(", "closeAfterIdleMs": 0, "rotateBy": "size",
+                                      "rotateSize": 1})"));
+    ASSERT_TRUE(driver);
+    auto ids_in = [&](const std::string& name) {
+      std::vector<std::string> ids;
+      if (std::string(format) == "jsonl") {
+        for (const auto& row : ParseJsonl(ReadFileBytes(folder + "/" + name))) {
+          ids.emplace_back(row.at("_change_id").as_string());
+        }
+      } else {
+        auto rows = ParseCsv(ReadFileBytes(folder + "/" + name));
+        if (rows.empty()) return ids;
+        auto column = std::find(rows[0].begin(), rows[0].end(), "_change_id") - rows[0].begin();
+        for (std::size_t row = 1; row < rows.size(); ++row) ids.push_back(rows[row].at(column));
+      }
+      return ids;
+    };
+    // The change's day (2025-10-20) is not today: once flushed and idle, its file is closed.
+    ExpectAllDelivered(driver->Deliver(
+        std::vector<DeliveryItem>{Change("a", 1, Action::kInsert, R"({"name": "A"})")}, 5s));
+    S3DB_ASSERT_OK(driver->Flush());
+    EXPECT_EQ(driver->Counters().at("files_open"), 0u);
+    EXPECT_EQ(driver->Counters().at("files_closed"), 1u);
+    std::string ext = std::string(".") + format;
+    EXPECT_EQ(ids_in("users_2025-10-20" + ext), (std::vector<std::string>{"users:a:1"}));
+    // A late change of that day, and a replay of the first: reopened from staging, the first
+    // change stays once, and the size rotation goes on where it was.
+    ExpectAllDelivered(driver->Deliver(
+        std::vector<DeliveryItem>{Change("a", 1, Action::kInsert, R"({"name": "A"})"),
+                                  Change("b", 1, Action::kInsert, R"({"name": "B"})")},
+        5s));
+    S3DB_ASSERT_OK(driver->Flush());
+    EXPECT_EQ(driver->Counters().at("files_closed"), 2u);
+    EXPECT_EQ(ids_in("users_2025-10-20" + ext), (std::vector<std::string>{"users:a:1"}));
+    EXPECT_EQ(ids_in("users_2025-10-20_0002" + ext), (std::vector<std::string>{"users:b:1"}));
+    driver->Stop();
+  }
 }
 
 TEST_F(FileDriverTest, SizeRotationStartsNumberedPartsOnceAFlushedFileReachesRotateSize) {
@@ -279,9 +248,9 @@ TEST_F(FileDriverTest, InvalidOrUnsupportedOptionsFailNamingTheOption) {
     return driver ? std::string() : driver.error().message;
   };
   EXPECT_NE(message("csv", "{}").find("output"), std::string::npos);
-  EXPECT_NE(message("csv", R"({"output": {"driver": "s3", "path": "x"}})").find("output.driver"),
+  EXPECT_NE(message("csv", R"({"output": {"driver": "ftp", "path": "x"}})").find("output.driver"),
             std::string::npos);
-  EXPECT_NE(message("csv", R"({"outputPath": "x", "mode": "overwrite"})").find("mode"),
+  EXPECT_NE(message("csv", R"({"outputPath": "x", "mode": "replace"})").find("mode"),
             std::string::npos);
   EXPECT_NE(message("csv", R"({"outputPath": "x", "rotateBy": "week"})").find("rotateBy"),
             std::string::npos);
@@ -303,7 +272,7 @@ std::string UtcDayNow() {
   return text;
 }
 
-TEST(FileDriversPluginTest, MultiFormatExportOneInsertCreatesCsvJsonlAndParquetFiles) {
+TEST(FileDriversPluginTest, MultiFormatExportOneInsertCreatesFourFiles) {
   TempDir dir;
   auto db = MemoryDatabase(dir.str() + "/state");
   ASSERT_TRUE(db);
@@ -316,11 +285,12 @@ TEST(FileDriversPluginTest, MultiFormatExportOneInsertCreatesCsvJsonlAndParquetF
   RegisterFileDrivers();  // also done by the plugin's built-in registration
   std::string exports = dir.str() + "/exports";
   auto options = FastOptions();
-  for (const char* driver : {"csv", "jsonl", "parquet"}) {
+  for (const char* driver : {"csv", "jsonl", "parquet", "excel"}) {
     ReplicatorConfig config;
     config.driver = driver;
     config.resources = *ResourceMapping::FromJson(Json(JsonArray{"users"}));
     config.config["outputPath"] = exports;
+    if (std::string(driver) == "excel") config.config["filename"] = "report.xlsx";
     options.replicators.push_back(std::move(config));
   }
   auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
@@ -341,7 +311,9 @@ TEST(FileDriversPluginTest, MultiFormatExportOneInsertCreatesCsvJsonlAndParquetF
     if (!name.ends_with(".tmp")) names.insert(name);
   }
   EXPECT_EQ(names, (std::set<std::string>{"users_" + day + ".csv", "users_" + day + ".jsonl",
-                                          "users_" + day + ".parquet"}));
+                                          "users_" + day + ".parquet",
+                                          "report_" + day + ".xlsx"}));
+  EXPECT_EQ(ReadFileBytes(exports + "/report_" + day + ".xlsx").substr(0, 2), "PK");
 
   auto csv = ParseCsv(ReadFileBytes(exports + "/users_" + day + ".csv"));
   ASSERT_EQ(csv.size(), 2u);
@@ -355,6 +327,17 @@ TEST(FileDriversPluginTest, MultiFormatExportOneInsertCreatesCsvJsonlAndParquetF
   EXPECT_EQ(jsonl[0].at("name").as_string(), "Alice");
   EXPECT_EQ(jsonl[0].at("_action").as_string(), "insert");
   EXPECT_EQ(std::string(jsonl[0].at("_change_id").as_string()).substr(0, 9), "users:u1:");
+
+  if (auto book = ReadWorkbook(exports + "/report_" + day + ".xlsx")) {
+    ASSERT_EQ(book->size(), 1u);
+    const auto& sheet = (*book)["users"];
+    ASSERT_EQ(sheet.size(), 2u);
+    EXPECT_EQ(sheet[0][1].as_string(), "name");
+    EXPECT_EQ(sheet[1][0].as_string(), "u1");
+    EXPECT_EQ(sheet[1][1].as_string(), "Alice");
+    EXPECT_EQ(sheet[1][2].as_string(), "alice@example.com");
+    EXPECT_EQ(sheet[1][3].as_string(), "insert");
+  }
 
   std::string parquet = ReadFileBytes(exports + "/users_" + day + ".parquet");
   ASSERT_GE(parquet.size(), 8u);

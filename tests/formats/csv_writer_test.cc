@@ -14,52 +14,9 @@ namespace {
 
 using Records = std::vector<std::vector<std::string>>;
 
-// A strict RFC 4180 reader for checking output: CRLF record ends, quoted fields.
+// Strict: CRLF record ends, no bare LF or stray quote, the last record ended.
 Records ParseCsv(std::string_view text, char delimiter) {
-  Records records;
-  std::vector<std::string> record;
-  std::string field;
-  std::size_t i = 0;
-  bool field_started = false;
-  while (i < text.size()) {
-    char c = text[i];
-    if (c == '"' && field.empty() && !field_started) {
-      field_started = true;
-      ++i;
-      while (i < text.size()) {
-        if (text[i] == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-          field.push_back('"');
-          i += 2;
-        } else if (text[i] == '"') {
-          ++i;
-          break;
-        } else {
-          field.push_back(text[i++]);
-        }
-      }
-      continue;
-    }
-    if (c == delimiter) {
-      record.push_back(field);
-      field.clear();
-      field_started = false;
-      ++i;
-    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
-      record.push_back(field);
-      records.push_back(record);
-      record.clear();
-      field.clear();
-      field_started = false;
-      i += 2;
-    } else {
-      EXPECT_NE(c, '\n') << "bare LF outside quotes at byte " << i;
-      EXPECT_NE(c, '"') << "quote inside an unquoted field at byte " << i;
-      field.push_back(c);
-      ++i;
-    }
-  }
-  EXPECT_TRUE(field.empty() && record.empty()) << "last record does not end with CRLF";
-  return records;
+  return testing::ParseCsv(text, {.delimiter = delimiter, .strict = true});
 }
 
 JsonObject Row(std::string_view json) {

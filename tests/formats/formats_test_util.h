@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "s3db/json.h"
@@ -36,6 +38,72 @@ class TempFolder {
  private:
   std::string path_;
 };
+
+// Reads CSV text for checking output: RFC 4180 quoting, records ending in CRLF (also LF when
+// `any_line_end`, as LibreOffice writes). `strict` also fails the test on a bare LF or a quote
+// outside a quoted field, and on a last record without its line end.
+struct CsvReading {
+  char delimiter = ',';
+  bool any_line_end = false;
+  bool strict = false;
+};
+inline std::vector<std::vector<std::string>> ParseCsv(std::string_view text,
+                                                      CsvReading how = {}) {
+  std::vector<std::vector<std::string>> records;
+  std::vector<std::string> record;
+  std::string field;
+  bool field_started = false;
+  auto end_record = [&] {
+    record.push_back(std::move(field));
+    field.clear();
+    records.push_back(std::move(record));
+    record.clear();
+    field_started = false;
+  };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i];
+    if (c == '"' && field.empty() && !field_started) {
+      field_started = true;
+      for (++i; i < text.size(); ++i) {
+        if (text[i] == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+          field.push_back('"');
+          ++i;
+        } else if (text[i] == '"') {
+          break;
+        } else {
+          field.push_back(text[i]);
+        }
+      }
+      ++i;
+      continue;
+    }
+    if (c == how.delimiter) {
+      record.push_back(std::move(field));
+      field.clear();
+      field_started = false;
+      ++i;
+    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
+      end_record();
+      i += 2;
+    } else if (how.any_line_end && (c == '\n' || c == '\r')) {
+      end_record();
+      ++i;
+    } else {
+      if (how.strict) {
+        EXPECT_NE(c, '\n') << "bare LF outside quotes at byte " << i;
+        EXPECT_NE(c, '"') << "quote inside an unquoted field at byte " << i;
+      }
+      field.push_back(c);
+      field_started = true;
+      ++i;
+    }
+  }
+  bool unterminated = !field.empty() || !record.empty() || field_started;
+  if (how.strict) EXPECT_FALSE(unterminated) << "last record does not end with CRLF";
+  if (unterminated) end_record();
+  return records;
+}
 
 inline std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -67,7 +135,10 @@ struct ParquetReaders {
   std::string script;
 };
 
-inline std::optional<ParquetReaders> FindParquetReaders(std::string& why_not) {
+// The reader script tests/formats/<script> with the npm `packages` it needs.
+inline std::optional<ParquetReaders> FindReaderScript(std::initializer_list<const char*> packages,
+                                                      const std::string& script,
+                                                      std::string& why_not) {
   if (std::system("command -v node >/dev/null 2>&1") != 0) {
     why_not = "node is not installed";
     return std::nullopt;
@@ -76,7 +147,7 @@ inline std::optional<ParquetReaders> FindParquetReaders(std::string& why_not) {
   std::string peers = from_env != nullptr && *from_env != '\0'
                           ? std::string(from_env)
                           : std::string(S3DB_SOURCE_DIR) + "/scripts/peers";
-  for (const char* package : {"@duckdb/node-api", "hyparquet", "hyparquet-compressors"}) {
+  for (const char* package : packages) {
     std::string path = peers + "/node_modules/" + package + "/package.json";
     if (!std::filesystem::exists(path)) {
       why_not = std::string("npm package ") + package + " not found in " + peers +
@@ -84,7 +155,12 @@ inline std::optional<ParquetReaders> FindParquetReaders(std::string& why_not) {
       return std::nullopt;
     }
   }
-  return ParquetReaders{peers, std::string(S3DB_SOURCE_DIR) + "/tests/formats/read_parquet.mjs"};
+  return ParquetReaders{peers, std::string(S3DB_SOURCE_DIR) + "/tests/formats/" + script};
+}
+
+inline std::optional<ParquetReaders> FindParquetReaders(std::string& why_not) {
+  return FindReaderScript({"@duckdb/node-api", "hyparquet", "hyparquet-compressors"},
+                          "read_parquet.mjs", why_not);
 }
 
 inline bool RunningInCi() {

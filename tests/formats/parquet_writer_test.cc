@@ -257,7 +257,7 @@ TEST(ParquetWriter, UnicodeControlCharactersQuotesAndNewlinesRoundTrip) {
       "emoji \xF0\x9F\x98\x80\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x92\xBB",
       "combining e\xCC\x81 a\xCC\x8A\xCC\x81",
       "cjk \xE4\xB8\xAD\xE6\x96\x87 rtl \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D",
-      std::string("controls \x01\x02\x1f\x7f tab\t nul-free", 31),
+      std::string("controls \x01\x02\x1f\x7f tab\t nul-free"),  // 27 bytes
       "quotes \"double\" 'single' `back`",
       "new\nlines\r\nand\rreturns",
       "",

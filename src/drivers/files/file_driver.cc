@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -10,21 +12,37 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <unordered_set>
 
-#include "formats/byte_sink.h"
+#include "drivers/files/file_output.h"
+#include "drivers/files/table_writer.h"
 #include "formats/column_set.h"
-#include "formats/record_writers.h"
+#include "formats/time_zone.h"
 #include "s3db/schema.h"
 
 namespace s3db::replicator {
 namespace {
 
+// How long a replicator pauses after its output could not be written (see StorageFailure).
+constexpr std::chrono::milliseconds kStorageRetryPause{1000};
+
+
 namespace fs = std::filesystem;
+
+// A destination name usable as a file name inside the output folder.
+bool IsPlainFileName(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return false;
+  for (unsigned char c : name) {
+    if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+using files::FileOutput;
+using files::TableWriter;
 using formats::ColumnSet;
 using formats::ColumnSpec;
-using formats::FileFormat;
-using formats::RecordWriter;
 
 // Civil date of a day count since 1970-01-01 (proleptic Gregorian).
 void CivilFromDays(std::int64_t days, int& year, unsigned& month, unsigned& day) {
@@ -64,27 +82,16 @@ std::string IsoUtc(std::int64_t ms) {
   return text;
 }
 
-// "UTC", "Z", "+HH:MM", "-HH:MM", "+HHMM", "+HH" -> offset in minutes.
-Result<int> ParseTimezone(std::string_view text) {
-  if (text == "UTC" || text == "utc" || text == "Z" || text == "Etc/UTC") return 0;
-  auto bad = [&] {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "timezone: '" + std::string(text) +
-                         "' is not supported; use 'UTC' or a fixed offset like '+02:00'");
-  };
-  if (text.size() < 3 || (text[0] != '+' && text[0] != '-')) return bad();
-  std::string digits;
-  for (char c : text.substr(1)) {
-    if (c == ':') continue;
-    if (c < '0' || c > '9') return bad();
-    digits.push_back(c);
+bool WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
+    if (wrote < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(wrote));
   }
-  if (digits.size() != 2 && digits.size() != 4) return bad();
-  int hours = std::stoi(digits.substr(0, 2));
-  int minutes = digits.size() == 4 ? std::stoi(digits.substr(2, 2)) : 0;
-  if (hours > 18 || minutes > 59) return bad();
-  int total = hours * 60 + minutes;
-  return text[0] == '-' ? -total : total;
+  return true;
 }
 
 Status SyncFd(int fd, const std::string& path) {
@@ -94,44 +101,149 @@ Status SyncFd(int fd, const std::string& path) {
   return Ok();
 }
 
-struct OpenFile {
-  std::unique_ptr<RecordWriter> writer;
+// Replaces `path` durably by `content` (temp file, fsync, rename) and opens it for appending.
+Result<int> RewriteAndOpenForAppend(const std::string& path, const std::string& content) {
+  std::string temporary = path + ".tmp";
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kIo, "open " + temporary + ": " + std::strerror(errno));
+  }
+  if (!WriteAll(fd, content) || ::fsync(fd) != 0 ||
+      std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::string message = std::strerror(errno);
+    ::close(fd);
+    return MakeError(ErrorCode::kIo, "write " + temporary + ": " + message);
+  }
+  ::close(fd);
+  int append_fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (append_fd < 0) {
+    return MakeError(ErrorCode::kIo, "open " + path + ": " + std::strerror(errno));
+  }
+  return append_fd;
+}
+
+enum class Mode { kAppend, kOverwrite };
+
+struct Settings {
+  std::string format;  // "csv", "jsonl", "parquet", "excel"
+  Mode mode = Mode::kAppend;
+  bool rotate_by_date = true;
+  formats::TimeZone timezone;  // decides the day of a change
+  std::uint64_t rotate_size = 0;  // 0: no size rotation
+  // Append with date rotation: a file of another day than today, idle this long, is closed
+  // at a flush (it is complete; a late change reopens it from its staging file).
+  std::chrono::milliseconds close_after_idle{600000};
+  std::string extension;
+  std::string workbook_stem;  // excel: the file name without ".xlsx"; else empty
+  JsonObject config;
+};
+
+// Append mode: one file being written, with the staging copy of its rows.
+struct AppendFile {
+  std::unique_ptr<TableWriter> writer;
   std::string staging_path;
   int staging_fd = -1;
   std::unordered_set<std::string> change_ids;
   bool dirty = false;
-  ~OpenFile() {
+  std::string day;   // the day in the name (date rotation), once a row came; else empty
+  std::string base;  // the name without part and extension, once a row came
+  std::chrono::steady_clock::time_point last_row = std::chrono::steady_clock::now();
+  ~AppendFile() {
     if (staging_fd >= 0) ::close(staging_fd);
   }
 };
 
+// Overwrite mode: the records of one file, and the log they are rebuilt from.
+struct RecordState {
+  std::uint64_t revision = 0;
+  bool live = false;
+  JsonObject row;
+};
+struct StateTable {
+  std::string source;  // source resource (decides the declared columns)
+  std::map<std::string, RecordState> records;  // by id
+};
+struct StateFile {
+  std::map<std::string, StateTable> tables;  // by target
+  std::string log_path;
+  int log_fd = -1;
+  std::size_t log_lines = 0;
+  bool dirty = false;
+  std::unique_ptr<TableWriter> probe;  // checks rows as the format would, writes nowhere
+  ~StateFile() {
+    if (log_fd >= 0) ::close(log_fd);
+  }
+  std::size_t RecordCount() const {
+    std::size_t count = 0;
+    for (const auto& [target, table] : tables) count += table.records.size();
+    return count;
+  }
+};
+
+// A staging line: {"t": target, "s": source resource, "r": row}. Lines written by earlier
+// versions hold the row itself.
+struct StagedRow {
+  std::string target;
+  std::string source;
+  JsonObject row;
+};
+
+std::optional<StagedRow> ParseStagedRow(std::string_view line) {
+  auto parsed = ParseJsonObject(line);
+  if (!parsed) return std::nullopt;
+  StagedRow staged;
+  if (const Json* row = parsed->if_contains("r"); row && row->is_object()) {
+    staged.row = row->get_object();
+    if (const Json* t = parsed->if_contains("t"); t && t->is_string()) {
+      staged.target = std::string(t->get_string());
+    }
+    if (const Json* s = parsed->if_contains("s"); s && s->is_string()) {
+      staged.source = std::string(s->get_string());
+    }
+  } else {
+    staged.row = std::move(*parsed);
+  }
+  return staged;
+}
+
 class FileDriver final : public Driver {
  public:
-  FileDriver(FileFormat format, JsonObject config, DriverContext context, std::string folder,
-             bool rotate_by_date, int offset_minutes, std::uint64_t rotate_size)
-      : format_(format),
-        config_(std::move(config)),
-        context_(std::move(context)),
-        folder_(std::move(folder)),
-        rotate_by_date_(rotate_by_date),
-        offset_minutes_(offset_minutes),
-        rotate_size_(rotate_size) {
-    extension_ = formats::FileExtension(format_, config_);
-    staging_folder_ = context_.state_dir.empty() ? folder_ + "/.s3db-staging"
-                                                 : context_.state_dir + "/file-staging";
+  FileDriver(Settings settings, std::unique_ptr<FileOutput> output, DriverContext context)
+      : settings_(std::move(settings)), output_(std::move(output)), context_(std::move(context)) {
+    const char* leaf = settings_.mode == Mode::kAppend ? "file-staging" : "file-state";
+    if (!context_.state_dir.empty()) {
+      staging_folder_ = context_.state_dir + "/" + leaf;
+    } else if (output_->IsLocal()) {
+      // Without a state folder (a driver used on its own), next to the files.
+      staging_folder_ = output_->LocalFolder() + "/.s3db-staging" +
+                        (settings_.mode == Mode::kAppend ? "" : "/file-state");
+    }
   }
 
   Status Start() override {
-    std::error_code error;
-    fs::create_directories(folder_, error);
-    if (error) {
-      return MakeError(ErrorCode::kIo, "output.path: cannot create " + folder_ + ": " +
-                                           error.message());
+    std::lock_guard lock(mutex_);
+    S3DB_RETURN_IF_ERROR(output_->Prepare());
+    if (staging_folder_.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "file driver '" + settings_.format +
+                           "': no state folder for the staging files (run it inside the "
+                           "ReplicatorPlugin, which gives each replicator one)");
     }
+    std::error_code error;
     fs::create_directories(staging_folder_, error);
     if (error) {
       return MakeError(ErrorCode::kIo, "cannot create staging folder " + staging_folder_ +
                                            ": " + error.message());
+    }
+    if (settings_.mode == Mode::kOverwrite) {
+      // Republish every state file: a crash may have come between the log and the upload.
+      for (const auto& entry : fs::directory_iterator(staging_folder_, error)) {
+        std::string file = entry.path().filename().string();
+        if (!file.ends_with(".jsonl")) continue;
+        std::string name = file.substr(0, file.size() - 6);
+        S3DB_ASSIGN_OR_RETURN(StateFile * state, OpenState(name));
+        if (state->RecordCount() > 0) S3DB_RETURN_IF_ERROR(Rebuild(name, *state));
+      }
     }
     return Ok();
   }
@@ -141,30 +253,24 @@ class FileDriver final : public Driver {
     std::lock_guard lock(mutex_);
     std::vector<DeliveryResult> results;
     results.reserve(batch.size());
-    for (const auto& item : batch) results.push_back(DeliverOne(item));
+    for (const auto& item : batch) {
+      // The destination name becomes a file name: it must not lead out of the output folder.
+      if (!Workbook() && !IsPlainFileName(item.target)) {
+        results.push_back(DeliveryResult::Permanent(
+            "invalid_target", "destination name '" + item.target +
+                                  "' is not a plain file name (no '/', '\\', '..' or control "
+                                  "characters); rename it in the replicator's resources mapping"));
+        continue;
+      }
+      results.push_back(settings_.mode == Mode::kAppend ? DeliverAppend(item)
+                                                        : DeliverOverwrite(item));
+    }
     return results;
   }
 
   Status Flush() override {
     std::lock_guard lock(mutex_);
-    for (auto it = files_.begin(); it != files_.end();) {
-      OpenFile& file = *it->second;
-      if (!file.dirty) {
-        ++it;
-        continue;
-      }
-      Status status = SyncFd(file.staging_fd, file.staging_path);
-      if (status) status = file.writer->Flush();
-      if (!status) {
-        // Rebuilt from the staging rows at the next change for this file.
-        file.writer->Abandon();
-        it = files_.erase(it);
-        return status;
-      }
-      file.dirty = false;
-      ++it;
-    }
-    return Ok();
+    return settings_.mode == Mode::kAppend ? FlushAppend() : FlushOverwrite();
   }
 
   void Stop() override {
@@ -172,23 +278,38 @@ class FileDriver final : public Driver {
     for (auto& [name, file] : files_) {
       if (file->dirty) continue;  // not flushed: leave the published file as it is
       (void)file->writer->Finish();
+      NoteTruncated(name, *file->writer);
     }
     files_.clear();
+    states_.clear();
+  }
+
+  std::map<std::string, std::uint64_t> Counters() const override {
+    std::map<std::string, std::uint64_t> counters;
+    counters["truncated_cells"] = truncated_total_.load();
+    counters["rows_skipped"] = rows_skipped_.load();
+    counters["files_open"] = files_open_.load();
+    counters["files_closed"] = files_closed_.load();
+    return counters;
   }
 
  private:
-  // "<target>_<day>" (or "<target>" without date rotation): the name without part or ext.
+  // ---- names and columns ----
+
+  bool Workbook() const { return settings_.format == "excel"; }
+
+  // The name without part or extension: "<target>_<day>", "<target>", or the workbook stem.
   std::string BaseName(const DeliveryItem& item) const {
-    if (!rotate_by_date_) return item.target;
-    std::int64_t local_ms = item.timestamp_ms + std::int64_t{offset_minutes_} * 60000;
-    return item.target + "_" + DayText(local_ms);
+    std::string stem = Workbook() ? settings_.workbook_stem : item.target;
+    if (settings_.mode == Mode::kOverwrite || !settings_.rotate_by_date) return stem;
+    return stem + "_" + DayText(settings_.timezone.LocalMs(item.timestamp_ms));
   }
 
   std::string PartName(const std::string& base, int part) const {
-    if (part <= 1) return base + extension_;
+    if (part <= 1) return base + settings_.extension;
     char suffix[16];
     std::snprintf(suffix, sizeof suffix, "_%04d", part);
-    return base + suffix + extension_;
+    return base + suffix + settings_.extension;
   }
 
   // The part being written for `base`: after a restart, the highest one that has staging.
@@ -196,8 +317,19 @@ class FileDriver final : public Driver {
     auto found = parts_.find(base);
     if (found != parts_.end()) return found->second;
     int part = 1;
-    if (rotate_size_ > 0) {
+    if (settings_.rotate_size > 0) {
       while (fs::exists(staging_folder_ + "/" + PartName(base, part + 1) + ".jsonl")) ++part;
+      // A replay may hold changes that went into earlier (finished) parts: remember their ids.
+      for (int earlier = 1; earlier < part; ++earlier) {
+        std::ifstream in(staging_folder_ + "/" + PartName(base, earlier) + ".jsonl",
+                         std::ios::binary);
+        std::string line;
+        while (std::getline(in, line)) {
+          auto staged = ParseStagedRow(line);
+          const Json* id = staged ? staged->row.if_contains("_change_id") : nullptr;
+          if (id && id->is_string()) earlier_ids_[base].insert(std::string(id->get_string()));
+        }
+      }
     }
     parts_[base] = part;
     return part;
@@ -205,7 +337,7 @@ class FileDriver final : public Driver {
 
   ColumnSet ColumnsFor(const std::string& resource) const {
     std::vector<ColumnSpec> declared{{"id", formats::ColumnType::kString}};
-    if (context_.resource_definition) {
+    if (context_.resource_definition && !resource.empty()) {
       auto definition = context_.resource_definition(resource);
       const Json* attributes = definition ? definition->if_contains("attributes") : nullptr;
       if (attributes && attributes->is_object()) {
@@ -218,27 +350,51 @@ class FileDriver final : public Driver {
         }
       }
     }
-    for (const char* meta : {"_action", "_changed_at", "_change_id"}) {
-      declared.push_back({meta, formats::ColumnType::kString});
+    if (settings_.mode == Mode::kAppend) {
+      for (const char* meta : {"_action", "_changed_at", "_change_id"}) {
+        declared.push_back({meta, formats::ColumnType::kString});
+      }
     }
     auto columns = ColumnSet::Make(std::move(declared));
     return columns ? std::move(*columns) : ColumnSet();
   }
 
+  Result<std::unique_ptr<TableWriter>> MakeWriter(std::unique_ptr<formats::ByteSink> sink) {
+    auto columns = [this](const std::string& resource) { return ColumnsFor(resource); };
+    return files::MakeTableWriter(settings_.format, settings_.config, std::move(columns),
+                                  std::move(sink), staging_folder_);
+  }
+
+  void NoteTruncated(const std::string& name, const TableWriter& writer) {
+    std::uint64_t now = writer.TruncatedCells();
+    std::uint64_t& before = truncated_by_file_[name];
+    if (now != before) {
+      truncated_total_ += now - before;  // unsigned wrap handles a smaller count
+      before = now;
+    }
+  }
+
+  // A failure to stage or publish (a full disk, an I/O error, an upload that failed) is the
+  // output's, not the change's: it pauses the replicator briefly and never uses up the change's
+  // retries, so a full disk never dead-letters anything.
+  static DeliveryResult StorageFailure(std::string error) {
+    DeliveryResult result = DeliveryResult::Retryable(std::move(error), kStorageRetryPause);
+    result.pause_replicator = true;
+    return result;
+  }
+
+  std::string Redact(const Error& error) const { return output_->Redact(error.ToString()); }
+
+  // ---- append mode ----
+
   // Opens the writer of `name`, re-adding the rows staged before a restart.
-  Result<OpenFile*> Open(const std::string& name, const std::string& resource) {
+  Result<AppendFile*> OpenAppend(const std::string& name) {
     auto found = files_.find(name);
     if (found != files_.end()) return found->second.get();
-    auto file = std::make_unique<OpenFile>();
+    auto file = std::make_unique<AppendFile>();
     file->staging_path = staging_folder_ + "/" + name + ".jsonl";
-    formats::FileSinkOptions sink_options;
-    sink_options.publish_on_sync = true;
-    auto sink = formats::FileByteSink::Open(folder_ + "/" + name, sink_options);
-    if (!sink) return tl::unexpected(sink.error());
-    auto writer = formats::MakeRecordWriter(format_, ColumnsFor(resource), config_,
-                                            std::move(*sink));
-    if (!writer) return tl::unexpected(writer.error());
-    file->writer = std::move(*writer);
+    S3DB_ASSIGN_OR_RETURN(auto sink, output_->OpenSink(name, true));
+    S3DB_ASSIGN_OR_RETURN(file->writer, MakeWriter(std::move(sink)));
 
     // Rebuild from staging; drop a torn last line and duplicate change ids.
     std::string kept;
@@ -246,13 +402,13 @@ class FileDriver final : public Driver {
       std::ifstream in(file->staging_path, std::ios::binary);
       std::string line;
       while (std::getline(in, line)) {
-        auto row = ParseJsonObject(line);
-        if (!row) continue;
-        const Json* id = row->if_contains("_change_id");
+        auto staged = ParseStagedRow(line);
+        if (!staged) continue;
+        const Json* id = staged->row.if_contains("_change_id");
         if (!id || !id->is_string()) continue;
         std::string change_id(id->get_string());
         if (!file->change_ids.insert(change_id).second) continue;
-        Status added = file->writer->Add(*row);
+        Status added = file->writer->Add(staged->target, staged->source, staged->row);
         if (!added) {
           if (added.error().code == ErrorCode::kInvalidArgument) continue;
           return tl::unexpected(added.error());
@@ -261,69 +417,103 @@ class FileDriver final : public Driver {
       }
     }
     // Rewrite the staging file with the clean rows, then append to it.
-    std::string temporary = file->staging_path + ".tmp";
-    int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return MakeError(ErrorCode::kIo, "open " + temporary + ": " + std::strerror(errno));
-    }
-    if (!WriteAll(fd, kept) || ::fsync(fd) != 0 ||
-        std::rename(temporary.c_str(), file->staging_path.c_str()) != 0) {
-      std::string message = std::strerror(errno);
-      ::close(fd);
-      return MakeError(ErrorCode::kIo, "write " + temporary + ": " + message);
-    }
-    ::close(fd);
-    file->staging_fd =
-        ::open(file->staging_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (file->staging_fd < 0) {
-      return MakeError(ErrorCode::kIo,
-                       "open " + file->staging_path + ": " + std::strerror(errno));
-    }
+    S3DB_ASSIGN_OR_RETURN(file->staging_fd, RewriteAndOpenForAppend(file->staging_path, kept));
     // Republish the rebuilt file now (same rows as before the restart), so the sizes that
     // decide a rotation count them.
     if (!kept.empty()) {
-      Status flushed = file->writer->Flush();
-      if (!flushed) return tl::unexpected(flushed.error());
+      S3DB_RETURN_IF_ERROR(file->writer->Flush());
+      NoteTruncated(name, *file->writer);
     }
-    OpenFile* raw = file.get();
+    AppendFile* raw = file.get();
     files_.emplace(name, std::move(file));
     return raw;
   }
 
-  static bool WriteAll(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-      ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
-      if (wrote < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      bytes.remove_prefix(static_cast<std::size_t>(wrote));
+  Status FlushAppend() {
+    // Files whose publish failed earlier: rebuild them from staging and publish again.
+    for (auto it = unpublished_.begin(); it != unpublished_.end();) {
+      auto file = OpenAppend(*it);
+      if (!file) return tl::unexpected(file.error());
+      it = unpublished_.erase(it);
     }
-    return true;
+    Status result = Ok();
+    for (auto it = files_.begin(); it != files_.end();) {
+      AppendFile& file = *it->second;
+      if (!file.dirty) {
+        ++it;
+        continue;
+      }
+      Status status = SyncFd(file.staging_fd, file.staging_path);
+      if (status) status = file.writer->Flush();
+      if (!status) {
+        // Durable in staging; rebuilt and published again at the next Flush.
+        file.writer->Abandon();
+        unpublished_.insert(it->first);
+        it = files_.erase(it);
+        if (result) result = tl::unexpected(Error(status.error().code, Redact(status.error())));
+        continue;
+      }
+      NoteTruncated(it->first, *file.writer);
+      file.dirty = false;
+      ++it;
+    }
+    CloseIdlePastDays();
+    files_open_ = files_.size();
+    return result;
   }
 
-  DeliveryResult DeliverOne(const DeliveryItem& item) {
+  // Files of past days stay complete where they were published; keeping them open would hold
+  // their writers and change ids for ever.
+  void CloseIdlePastDays() {
+    if (!settings_.rotate_by_date || settings_.mode != Mode::kAppend) return;
+    std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    std::string today = DayText(settings_.timezone.LocalMs(now_ms));
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = files_.begin(); it != files_.end();) {
+      AppendFile& file = *it->second;
+      if (file.dirty || file.day.empty() || file.day == today ||
+          now - file.last_row < settings_.close_after_idle) {
+        ++it;
+        continue;
+      }
+      file.writer->Abandon();  // its working copy; the published file is complete
+      // A late change reopens it as after a restart: parts and ids from the staging files.
+      parts_.erase(file.base);
+      earlier_ids_.erase(file.base);
+      it = files_.erase(it);
+      ++files_closed_;
+    }
+  }
+
+  DeliveryResult DeliverAppend(const DeliveryItem& item) {
     std::string base = BaseName(item);
     std::string name = PartName(base, CurrentPart(base));
-    auto file = Open(name, item.source_resource);
-    if (!file) return DeliveryResult::Retryable(file.error().ToString());
+    auto file = OpenAppend(name);
+    if (!file) return StorageFailure(Redact(file.error()));
     // Size rotation, only at a flushed state: the full part is finished, the next one opened.
-    if (rotate_size_ > 0 && !(*file)->dirty && (*file)->writer->BytesWritten() >= rotate_size_ &&
+    if (settings_.rotate_size > 0 && !(*file)->dirty &&
+        (*file)->writer->BytesWritten() >= settings_.rotate_size &&
         (*file)->change_ids.count(item.change_id) == 0) {
       Status finished = (*file)->writer->Finish();
       if (!finished) {
         files_.erase(name);
-        return DeliveryResult::Retryable(finished.error().ToString());
+        return StorageFailure(Redact(finished.error()));
       }
       auto seen = std::move((*file)->change_ids);
       files_.erase(name);
       name = PartName(base, ++parts_[base]);
-      file = Open(name, item.source_resource);
-      if (!file) return DeliveryResult::Retryable(file.error().ToString());
+      file = OpenAppend(name);
+      if (!file) return StorageFailure(Redact(file.error()));
       (*file)->change_ids.merge(seen);
     }
-    OpenFile& open = **file;
+    AppendFile& open = **file;
     if (open.change_ids.count(item.change_id) != 0) return DeliveryResult::Delivered();
+    if (auto earlier = earlier_ids_.find(base);
+        earlier != earlier_ids_.end() && earlier->second.count(item.change_id) != 0) {
+      return DeliveryResult::Delivered();
+    }
 
     JsonObject row;
     if (!item.data.contains("id")) row["id"] = item.id;
@@ -332,128 +522,305 @@ class FileDriver final : public Driver {
     row["_changed_at"] = IsoUtc(item.timestamp_ms);
     row["_change_id"] = item.change_id;
 
-    Status added = open.writer->Add(row);
+    Status added = open.writer->Add(item.target, item.source_resource, row);
     if (!added) {
       if (added.error().code == ErrorCode::kInvalidArgument) {
         return DeliveryResult::Permanent("invalid_value", added.error().message);
       }
-      std::string error = added.error().ToString();
+      std::string error = Redact(added.error());
       open.writer->Abandon();
       files_.erase(name);
-      return DeliveryResult::Retryable(error);
+      return StorageFailure(error);
     }
-    if (!WriteAll(open.staging_fd, ToJson(row) + "\n")) {
+    JsonObject staged;
+    staged["t"] = item.target;
+    staged["s"] = item.source_resource;
+    staged["r"] = std::move(row);
+    if (!WriteAll(open.staging_fd, ToJson(staged) + "\n")) {
       std::string error = "write " + open.staging_path + ": " + std::strerror(errno);
       open.writer->Abandon();
       files_.erase(name);
-      return DeliveryResult::Retryable(error);
+      return StorageFailure(error);
     }
     open.change_ids.insert(item.change_id);
     open.dirty = true;
+    open.last_row = std::chrono::steady_clock::now();
+    if (settings_.rotate_by_date) {
+      open.day = DayText(settings_.timezone.LocalMs(item.timestamp_ms));
+      open.base = base;
+    }
     return DeliveryResult::Delivered();
   }
 
-  FileFormat format_;
-  JsonObject config_;
+  // ---- overwrite mode ----
+
+  static JsonObject LogLine(const std::string& target, const std::string& source,
+                            const std::string& id, const RecordState& record) {
+    JsonObject line;
+    line["t"] = target;
+    line["s"] = source;
+    line["id"] = id;
+    line["rev"] = record.revision;
+    line["row"] = record.live ? Json(record.row) : Json(nullptr);
+    return line;
+  }
+
+  // Loads the state of `name` from its log (a torn last line is dropped).
+  Result<StateFile*> OpenState(const std::string& name) {
+    auto found = states_.find(name);
+    if (found != states_.end()) return found->second.get();
+    auto state = std::make_unique<StateFile>();
+    state->log_path = staging_folder_ + "/" + name + ".jsonl";
+    {
+      std::ifstream in(state->log_path, std::ios::binary);
+      std::string line;
+      while (std::getline(in, line)) {
+        auto parsed = ParseJsonObject(line);
+        if (!parsed) continue;
+        const Json* target = parsed->if_contains("t");
+        const Json* id = parsed->if_contains("id");
+        const Json* rev = parsed->if_contains("rev");
+        const Json* row = parsed->if_contains("row");
+        if (!target || !target->is_string() || !id || !id->is_string() || !rev ||
+            !row) {
+          continue;
+        }
+        StateTable& table = state->tables[std::string(target->get_string())];
+        if (const Json* s = parsed->if_contains("s"); s && s->is_string() && table.source.empty()) {
+          table.source = std::string(s->get_string());
+        }
+        RecordState& record = table.records[std::string(id->get_string())];
+        std::uint64_t revision = rev->is_uint64() ? rev->get_uint64()
+                                 : rev->is_int64() && rev->get_int64() >= 0
+                                     ? static_cast<std::uint64_t>(rev->get_int64())
+                                     : 0;
+        if (record.revision != 0 && revision != 0 && revision <= record.revision) continue;
+        record.revision = revision;
+        record.live = row->is_object();
+        record.row = record.live ? row->get_object() : JsonObject();
+      }
+    }
+    S3DB_RETURN_IF_ERROR(CompactLog(*state));
+    StateFile* raw = state.get();
+    states_.emplace(name, std::move(state));
+    return raw;
+  }
+
+  // Checks that the format can hold `row` (kInvalidArgument names the column). Parquet keeps
+  // one probe per file (a value's column type depends on the earlier rows); CSV and JSONL
+  // refuse only values that no file can hold, so a fresh probe checks each row. Workbooks
+  // take every value.
+  Status CheckRow(StateFile& state, const std::string& target, const std::string& source,
+                  const JsonObject& row) {
+    if (Workbook()) return Ok();
+    if (settings_.format == "parquet" && state.probe) {
+      Status checked = state.probe->Add(target, source, row);
+      if (checked || checked.error().code == ErrorCode::kInvalidArgument) return checked;
+      state.probe.reset();  // broken (it writes nowhere): made again below
+    }
+    auto probe = MakeWriter(std::make_unique<files::DiscardByteSink>());
+    if (!probe) return Ok();
+    Status checked = (*probe)->Add(target, source, row);
+    if (settings_.format == "parquet" && !state.probe) {
+      state.probe = std::move(*probe);
+    } else {
+      (*probe)->Abandon();
+    }
+    if (!checked && checked.error().code == ErrorCode::kInvalidArgument) return checked;
+    return Ok();
+  }
+
+  // Rewrites the log with one line per record (deleted ones keep their revision).
+  Status CompactLog(StateFile& state) {
+    if (state.log_fd >= 0) {
+      ::close(state.log_fd);
+      state.log_fd = -1;
+    }
+    std::string content;
+    std::size_t lines = 0;
+    for (const auto& [target, table] : state.tables) {
+      for (const auto& [id, record] : table.records) {
+        content += ToJson(LogLine(target, table.source, id, record));
+        content += '\n';
+        ++lines;
+      }
+    }
+    S3DB_ASSIGN_OR_RETURN(state.log_fd, RewriteAndOpenForAppend(state.log_path, content));
+    state.log_lines = lines;
+    return Ok();
+  }
+
+  // Writes the whole file from the records and publishes it (rename or one upload).
+  Status Rebuild(const std::string& name, StateFile& state) {
+    S3DB_ASSIGN_OR_RETURN(auto sink, output_->OpenSink(name, false));
+    S3DB_ASSIGN_OR_RETURN(auto writer, MakeWriter(std::move(sink)));
+    for (const auto& [target, table] : state.tables) {
+      writer->Declare(target, table.source);
+      for (const auto& [id, record] : table.records) {
+        if (!record.live) continue;
+        Status added = writer->Add(target, table.source, record.row);
+        if (!added) {
+          if (added.error().code != ErrorCode::kInvalidArgument) {
+            writer->Abandon();
+            return tl::unexpected(Error(added.error().code, Redact(added.error())));
+          }
+          ++rows_skipped_;  // passed the probe at delivery, refused in this file's order
+        }
+      }
+    }
+    Status finished = writer->Finish();
+    if (!finished) {
+      writer->Abandon();
+      return tl::unexpected(Error(finished.error().code, Redact(finished.error())));
+    }
+    NoteTruncated(name, *writer);
+    return Ok();
+  }
+
+  Status FlushOverwrite() {
+    Status result = Ok();
+    for (auto& [name, state] : states_) {
+      if (!state->dirty) continue;
+      Status status = SyncFd(state->log_fd, state->log_path);
+      if (status && state->log_lines > 2 * state->RecordCount() + 64) {
+        status = CompactLog(*state);
+      }
+      if (status) status = Rebuild(name, *state);
+      if (!status) {
+        if (result) result = status;
+        continue;  // stays dirty: rebuilt again at the next Flush (and at Start)
+      }
+      state->dirty = false;
+    }
+    return result;
+  }
+
+  DeliveryResult DeliverOverwrite(const DeliveryItem& item) {
+    std::string name = BaseName(item) + settings_.extension;
+    auto opened = OpenState(name);
+    if (!opened) return StorageFailure(Redact(opened.error()));
+    StateFile& state = **opened;
+    StateTable& table = state.tables[item.target];
+    if (table.source.empty()) table.source = item.source_resource;
+    auto found = table.records.find(item.id);
+    if (found != table.records.end() && item.revision != 0 &&
+        found->second.revision >= item.revision) {
+      return DeliveryResult::Delivered();  // a replay, or older than what the file holds
+    }
+    RecordState next;
+    next.revision = item.revision;
+    next.live = item.action != Action::kDelete;
+    if (next.live) {
+      if (!item.data.contains("id")) next.row["id"] = item.id;
+      for (const auto& field : item.data) next.row[field.key()] = field.value();
+      Status checked = CheckRow(state, item.target, table.source, next.row);
+      if (!checked) return DeliveryResult::Permanent("invalid_value", checked.error().message);
+    }
+    if (!WriteAll(state.log_fd,
+                  ToJson(LogLine(item.target, table.source, item.id, next)) + "\n")) {
+      return StorageFailure("write " + state.log_path + ": " + std::strerror(errno));
+    }
+    ++state.log_lines;
+    table.records[item.id] = std::move(next);
+    state.dirty = true;
+    return DeliveryResult::Delivered();
+  }
+
+  Settings settings_;
+  std::unique_ptr<FileOutput> output_;
   DriverContext context_;
-  std::string folder_;
-  bool rotate_by_date_;
-  int offset_minutes_;
-  std::uint64_t rotate_size_;  // 0: no size rotation
-  std::map<std::string, int> parts_;  // base name -> part being written
-  std::string extension_;
   std::string staging_folder_;
   std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<OpenFile>> files_;
+  std::map<std::string, int> parts_;  // base name -> part being written
+  // base name -> change ids in its finished parts, loaded after a restart
+  std::map<std::string, std::unordered_set<std::string>> earlier_ids_;
+  std::map<std::string, std::unique_ptr<AppendFile>> files_;
+  std::set<std::string> unpublished_;  // append files whose last publish failed
+  std::map<std::string, std::unique_ptr<StateFile>> states_;
+  std::map<std::string, std::uint64_t> truncated_by_file_;
+  std::atomic<std::uint64_t> truncated_total_{0};
+  std::atomic<std::uint64_t> rows_skipped_{0};
+  std::atomic<std::uint64_t> files_open_{0};    // append mode, after the last flush
+  std::atomic<std::uint64_t> files_closed_{0};  // past-day files closed when idle
 };
-
-Result<std::string> OutputFolder(const JsonObject& config) {
-  if (const Json* output = config.if_contains("output"); output && !output->is_null()) {
-    if (!output->is_object()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "output: must be an object like {driver: 'filesystem', path: './out'}");
-    }
-    const JsonObject& object = output->get_object();
-    const Json* driver = object.if_contains("driver");
-    std::string name = driver && driver->is_string() ? std::string(driver->get_string())
-                                                     : "filesystem";
-    if (name != "filesystem") {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "output.driver: '" + name +
-                           "' is not supported yet; use 'filesystem' with output.path");
-    }
-    const Json* path = object.if_contains("path");
-    if (!path || !path->is_string() || path->get_string().empty()) {
-      return MakeError(ErrorCode::kInvalidArgument, "output.path: required (a folder)");
-    }
-    return std::string(path->get_string());
-  }
-  const Json* path = config.if_contains("outputPath");
-  if (!path || !path->is_string() || path->get_string().empty()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "output: required: {driver: 'filesystem', path} or outputPath");
-  }
-  return std::string(path->get_string());
-}
 
 }  // namespace
 
 Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const JsonObject& config,
                                               const DriverContext& context) {
-  auto parsed_format = formats::ParseFileFormat(format);
-  if (!parsed_format) return tl::unexpected(parsed_format.error());
-  auto folder = OutputFolder(config);
-  if (!folder) return tl::unexpected(folder.error());
+  Settings settings;
+  settings.format = std::string(format);
+  settings.config = config;
+  S3DB_RETURN_IF_ERROR(files::CheckTableFormat(settings.format));
+  S3DB_ASSIGN_OR_RETURN(auto output, FileOutput::FromConfig(config, context));
 
   if (const Json* mode = config.if_contains("mode"); mode && !mode->is_null()) {
-    if (!mode->is_string() || mode->get_string() != "append") {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "mode: only 'append' is supported yet ('overwrite' is not)");
+    if (mode->is_string() && mode->get_string() == "overwrite") {
+      settings.mode = Mode::kOverwrite;
+    } else if (!mode->is_string() || mode->get_string() != "append") {
+      return MakeError(ErrorCode::kInvalidArgument, "mode: use 'append' or 'overwrite'");
     }
   }
-  bool rotate_by_date = true;
-  std::uint64_t rotate_size = 0;
   if (const Json* rotate = config.if_contains("rotateBy"); rotate) {
+    if (settings.mode == Mode::kOverwrite && !rotate->is_null()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "rotateBy: mode 'overwrite' keeps one file per target (the current "
+                       "state), so it cannot rotate; remove rotateBy or set it to null");
+    }
     if (rotate->is_null()) {
-      rotate_by_date = false;
+      settings.rotate_by_date = false;
     } else if (rotate->is_string() && rotate->get_string() == "size") {
-      rotate_size = 100ull * 1024 * 1024;
+      if (settings.format == "excel") {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "rotateBy: 'size' is not supported by the excel driver (a sheet "
+                         "continues on a new sheet instead); use 'date' or null");
+      }
+      settings.rotate_size = 100ull * 1024 * 1024;
       if (const Json* size = config.if_contains("rotateSize"); size && !size->is_null()) {
         if (!size->is_int64() || size->get_int64() <= 0) {
           return MakeError(ErrorCode::kInvalidArgument,
                            "rotateSize: must be a positive integer (bytes)");
         }
-        rotate_size = static_cast<std::uint64_t>(size->get_int64());
+        settings.rotate_size = static_cast<std::uint64_t>(size->get_int64());
       }
     } else if (!rotate->is_string() || rotate->get_string() != "date") {
       return MakeError(ErrorCode::kInvalidArgument, "rotateBy: use 'date', 'size' or null");
     }
   }
-  int offset_minutes = 0;
+  if (const Json* idle = config.if_contains("closeAfterIdleMs"); idle && !idle->is_null()) {
+    if (!idle->is_int64() || idle->get_int64() < 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "closeAfterIdleMs: must be a whole number of milliseconds, 0 or more");
+    }
+    settings.close_after_idle = std::chrono::milliseconds(idle->get_int64());
+  }
   if (const Json* zone = config.if_contains("timezone"); zone && !zone->is_null()) {
     if (!zone->is_string()) {
-      return MakeError(ErrorCode::kInvalidArgument, "timezone: must be a string like 'UTC'");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "timezone: must be a string like 'UTC', '+02:00' or 'Europe/Paris'");
     }
-    auto offset = ParseTimezone(zone->get_string());
-    if (!offset) return tl::unexpected(offset.error());
-    offset_minutes = *offset;
+    S3DB_ASSIGN_OR_RETURN(settings.timezone, formats::TimeZone::Parse(zone->get_string()));
+  }
+  S3DB_ASSIGN_OR_RETURN(settings.extension, files::TableFileExtension(settings.format, config));
+  if (settings.format == "excel") {
+    S3DB_ASSIGN_OR_RETURN(settings.workbook_stem, files::WorkbookStem(config));
   }
   // Check the format options now, so a bad option fails at start, not at the first change.
   {
-    auto probe = formats::MakeRecordWriter(*parsed_format, ColumnSet(), config,
-                                           std::make_unique<formats::MemoryByteSink>());
+    auto probe = files::MakeTableWriter(
+        settings.format, config, [](const std::string&) { return ColumnSet(); },
+        std::make_unique<formats::MemoryByteSink>());
     if (!probe) return tl::unexpected(probe.error());
     (*probe)->Abandon();
   }
-  return std::unique_ptr<Driver>(new FileDriver(*parsed_format, config, context, *folder,
-                                                rotate_by_date, offset_minutes, rotate_size));
+  return std::unique_ptr<Driver>(
+      new FileDriver(std::move(settings), std::move(output), context));
 }
 
 void RegisterFileDrivers() {
-  for (const char* format : {"csv", "jsonl", "parquet"}) {
-    std::string name = format;
-    RegisterDriver(name, [name](const JsonObject& config, const DriverContext& context) {
-      return NewFileDriver(name, config, context);
+  for (const std::string& format : files::TableFormats()) {
+    RegisterDriver(format, [format](const JsonObject& config, const DriverContext& context) {
+      return NewFileDriver(format, config, context);
     });
   }
 }

@@ -1,39 +1,58 @@
-// The "csv", "jsonl" and "parquet" drivers: append every change as one row to a local file.
+// The "csv", "jsonl", "parquet" and "excel" drivers: export every change to files.
 //
 // Config (the replicator's "config" object):
-//   output       {driver: 'filesystem', path}; the short form `outputPath: <path>` works too.
-//                The folder is created when missing. (driver 's3' is not supported yet.)
-//   mode         'append' (default): one row per change. ('overwrite' is not supported yet.)
-//   rotateBy     'date' (default): files "<target>_<YYYY-MM-DD>.<ext>", the day of the
-//                change time in `timezone`; null: one file "<target>.<ext>"; 'size': daily
-//                names, continued in "<target>_<date>_0002.<ext>"… once a flushed file has
-//                reached `rotateSize` bytes (default 100 MiB).
-//   timezone     'UTC' (default), 'Z', or a fixed offset '+HH:MM' / '-HH:MM' / '+HHMM'.
+//   output       where the files go (see file_output.h): {driver: 'filesystem', path},
+//                {driver: 's3', path} (the source database's store, under
+//                "plugin=replicator/files/<path>/"), {driver: 's3', connectionString, path};
+//                the short form `outputPath: <folder>` works too.
+//   mode         'append' (default): one row per change. 'overwrite': the file holds the
+//                current state, one row per live record (see below).
+//   rotateBy     'date' (default in append mode): files "<target>_<YYYY-MM-DD>.<ext>", the
+//                day of the change time in `timezone`; null: one file "<target>.<ext>";
+//                'size': daily names, continued in "<target>_<date>_0002.<ext>"… once a
+//                flushed file has reached `rotateSize` bytes (default 100 MiB). Overwrite mode
+//                always writes "<target>.<ext>" (rotateBy must be null or absent).
+//   closeAfterIdleMs  append with daily files: a past day's file idle this long (default
+//                10 minutes) is closed at a flush; a late change reopens it from staging.
+//   timezone     'UTC' (default), 'Z', a fixed offset '+HH:MM' / '-HH:MM' / '+HHMM', or an
+//                IANA zone name ('Europe/Paris'; its offset follows daylight saving time).
 //   format keys  passed to the writer (see src/formats/record_writers.h): delimiter, bom,
 //                escapeFormulas (csv); compress, gzipLevel (jsonl); compression,
-//                rowGroupSize, dictionary (parquet).
-// Rows: the record's fields plus "_action", "_changed_at" (ISO 8601 UTC, milliseconds) and
-// "_change_id". Columns: "id", the source resource's attributes in definition order, the
-// three meta columns, then other fields in first-seen order.
+//                rowGroupSize, dictionary (parquet); freezeHeaders, autoFilter (excel).
+//   filename     excel: the workbook, e.g. 'report.xlsx' (default 'export.xlsx'); with date
+//                rotation the day is added ('report_2025-10-20.xlsx'). One worksheet per
+//                target; the whole workbook is regenerated at each Flush. Cells cut to
+//                Excel's 32,767 characters are counted in Counters()["truncated_cells"].
+// Rows (append): the record's fields plus "_action", "_changed_at" (ISO 8601 UTC,
+// milliseconds) and "_change_id". Columns: "id", the source resource's attributes in
+// definition order, the three meta columns, then other fields in first-seen order.
+// Rows (overwrite): the record's fields only, one row per live record, ordered by id.
 //
-// Durability: Flush() publishes every open file atomically (a complete file by rename), so a
-// reader never sees a broken file. Each accepted row is also appended to a staging file
-// "<state_dir>/file-staging/<file name>.jsonl" (fsynced at Flush). After a restart, the first
-// change for a file rebuilds it from its staging rows, and a change whose _change_id is
-// already staged is acknowledged without writing it again: replays never duplicate rows.
+// Durability, append: Flush() publishes every open file completely (rename, or one upload),
+// so a reader never sees a broken file. Each accepted row is also appended to a staging file
+// "<state_dir>/file-staging/<file name>.jsonl" (fsynced at Flush, before publishing). After a
+// restart, the first change for a file rebuilds it from its staging rows, and a change whose
+// _change_id is already staged is acknowledged without writing it again.
+// Durability, overwrite: every change is appended to "<state_dir>/file-state/<file>.jsonl"
+// (id, revision, row or delete; fsynced at Flush); Flush rebuilds the whole file from the
+// records in memory and publishes it; Start() loads the logs and republishes every file. A
+// change whose revision is not newer than the one held for its record is ignored (replays).
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "s3db/replicator/driver.h"
 
 namespace s3db::replicator {
 
-// `format`: "csv", "jsonl" or "parquet".
+// `format`: "csv", "jsonl", "parquet" or "excel".
 Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const JsonObject& config,
                                               const DriverContext& context);
 
-// Registers "csv", "jsonl" and "parquet" in the driver registry.
+// Registers the file formats in the driver registry.
 void RegisterFileDrivers();
 
 }  // namespace s3db::replicator

@@ -11,6 +11,8 @@
 #   scripts/test-services.sh env               print the export lines again
 #   scripts/test-services.sh status            say what runs (exit 1 if not all of it)
 #   scripts/test-services.sh stop              stop what `start` started (by PID); prints nothing
+#   scripts/test-services.sh stop-one NAME     stop one of them (s3, sqs, webhook, postgres) ...
+#   scripts/test-services.sh start-one NAME    ... and start it again (same port, data, log)
 #
 # Exported variables: S3DB_TEST_S3_URL, S3DB_TEST_SQS_ENDPOINT, S3DB_TEST_WEBHOOK_URL,
 # S3DB_TEST_PG, S3DB_PEERS_DIR.
@@ -92,19 +94,8 @@ start_node_peer() {  # start_node_peer NAME [VAR=VALUE...]: runs the peer NAME i
   echo "pid $name $!" >>"$state_file"
 }
 
-start_postgres() {
-  local tmp pg_root
-  tmp=$(state_value tmp)
-  pg_root="$tmp/pg"
-  # initdb refuses to run as root; the postgres user must be able to enter the temp folder.
-  chmod 755 "$tmp" && mkdir -p "$pg_root" && chown postgres:postgres "$pg_root" || return 1
-  echo "pgdata $pg_root/data" >>"$state_file"
-  if ! runuser -u postgres -- "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust \
-         --no-sync -E UTF8 --locale=C >"$pg_root/initdb.log" 2>&1; then
-    log "initdb failed (its log follows)"
-    return 1
-  fi
-  local started=true
+pg_ctl_start() {  # pg_ctl_start PG_ROOT: starts the cluster in PG_ROOT/data and records its PID
+  local pg_root=$1 started=true
   runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_root/data" -l "$pg_root/server.log" \
     -w -t "$ready_timeout_seconds" -o "-p $pg_port -k $pg_root \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
@@ -118,7 +109,22 @@ start_postgres() {
     return 1
   fi
   wait_until "$ready_timeout_seconds" "PostgreSQL on port $pg_port" \
-    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || return 1
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"
+}
+
+start_postgres() {
+  local tmp pg_root
+  tmp=$(state_value tmp)
+  pg_root="$tmp/pg"
+  # initdb refuses to run as root; the postgres user must be able to enter the temp folder.
+  chmod 755 "$tmp" && mkdir -p "$pg_root" && chown postgres:postgres "$pg_root" || return 1
+  echo "pgdata $pg_root/data" >>"$state_file"
+  if ! runuser -u postgres -- "$pg_bin/initdb" -D "$pg_root/data" -U postgres -A trust \
+         --no-sync -E UTF8 --locale=C >"$pg_root/initdb.log" 2>&1; then
+    log "initdb failed (its log follows)"
+    return 1
+  fi
+  pg_ctl_start "$pg_root" || return 1
   psql -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE testdb' \
     >/dev/null
 }
@@ -226,6 +232,44 @@ command_stop() {
   rm -f "$state_file"
 }
 
+# stop-one NAME / start-one NAME (s3, sqs, webhook, postgres): stop one server of a running set
+# and start it again with the same port, data and log (for outage tests). S3 objects and
+# PostgreSQL data survive; the SQS peer keeps its queues in memory, so they are gone.
+command_stop_one() {
+  local name=$1 pid
+  pid=$(awk -v n="$name" '$1 == "pid" && $2 == n { print $3 }' "$state_file" 2>/dev/null)
+  [[ -n "$pid" ]] || { log "$name is not running"; return 1; }
+  if pid_is_ours "$pid" "$(script_of "$name")"; then
+    if [[ "$name" == postgres ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  awk -v n="$name" '!($1 == "pid" && $2 == n)' "$state_file" >"$state_file.new" &&
+    mv "$state_file.new" "$state_file"
+}
+
+command_start_one() {
+  local name=$1 tmp
+  tmp=$(state_value tmp)
+  [[ -n "$tmp" ]] || { log "not running: use start"; return 1; }
+  case "$name" in
+    s3) start_node_peer s3 NODE_OPTIONS=--openssl-legacy-provider S3_DIR="$tmp/s3" \
+          S3_PORT="$s3_port" &&
+        wait_until "$ready_timeout_seconds" "S3 peer on port $s3_port" \
+          http_answers "http://127.0.0.1:$s3_port/" ;;
+    sqs) start_node_peer sqs SQS_PORT="$sqs_port" &&
+         wait_until "$ready_timeout_seconds" "SQS peer on port $sqs_port" \
+           http_answers "http://127.0.0.1:$sqs_port/" ;;
+    webhook) start_node_peer webhook HOOK_PORT="$webhook_port" \
+               HOOK_LOG="$tmp/webhook-requests.jsonl" &&
+             wait_until "$ready_timeout_seconds" "webhook sink on port $webhook_port" \
+               curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$webhook_port/__health" ;;
+    postgres) pg_ctl_start "$tmp/pg" ;;
+    *) log "unknown server '$name' (known: s3, sqs, webhook, postgres)"; return 2 ;;
+  esac
+}
+
 command_status() {
   if all_running; then
     echo "running: PostgreSQL :$pg_port, S3 :$s3_port, SQS :$sqs_port, webhook :$webhook_port"
@@ -241,5 +285,7 @@ case "${1:-}" in
   stop) command_stop ;;
   env) print_env ;;
   status) command_status ;;
-  *) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  stop-one) command_stop_one "${2:?stop-one NAME}" ;;
+  start-one) command_start_one "${2:?start-one NAME}" ;;
+  *) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -5,9 +5,10 @@
 //   If-None-Match: *        412 PreconditionFailed when the key exists
 //   If-Match: "<etag>"      412 PreconditionFailed when the etag differs, 404 NoSuchKey if missing
 // on PUT of an object and on CompleteMultipartUpload (not on UploadPart).
-// The check and the write of one key run under a per-key lock, so of several racing conditional
-// writes to a key exactly one wins. The check runs before s3rver's own request handling, so a
-// badly signed conditional PUT to an existing key gets 412 rather than 403.
+// Every request on one key runs under a per-key lock, so of several racing conditional writes
+// to a key exactly one wins, and a read never sees half of a write (see
+// serializeObjectRequests). The check runs before s3rver's own request handling, so a badly
+// signed conditional PUT to an existing key gets 412 rather than 403.
 //
 // Long key segments: s3rver stores key "a/b/c" as the file a/b/c._S3rver_object, so a segment
 // longer than the file system's 255-byte name limit would fail with 500 (S3 itself allows keys of
@@ -139,36 +140,53 @@ async function currentEtag(store, bucket, key) {
   }
 }
 
-async function enforceConditionalWrites(ctx, next) {
+// Throws PreconditionFailed / NoSuchKey when the request's If-None-Match / If-Match fails.
+async function checkConditions(ctx, bucket, key) {
   const ifNoneMatch = ctx.get('if-none-match');
   const ifMatch = ctx.get('if-match');
-  if (!ifNoneMatch && !ifMatch) return next();
-
   const isObjectPut = ctx.method === 'PUT' && !('partNumber' in ctx.query);
   const isCompleteMultipart = ctx.method === 'POST' && 'uploadId' in ctx.query;
-  const target = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
-  if (!(isObjectPut || isCompleteMultipart) || !target) return next();
+  if ((!ifNoneMatch && !ifMatch) || !(isObjectPut || isCompleteMultipart)) return;
+  const etag = await currentEtag(ctx.app.store, bucket, key);
+  if (ifNoneMatch === '*' && etag !== null) throw preconditionFailed('If-None-Match');
+  if (ifMatch) {
+    if (etag === null) {
+      throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
+    }
+    if (ifMatch !== '*' && withoutQuotes(ifMatch) !== withoutQuotes(etag)) {
+      throw preconditionFailed('If-Match');
+    }
+  }
+}
 
+async function readAll(stream) {
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+// Every request on one object (GET, HEAD, PUT, DELETE, CompleteMultipartUpload) runs under the
+// key's lock, as S3 replaces objects atomically. s3rver alone writes an object's body, ETag and
+// metadata as separate files, so a GET racing a PUT could answer with the body of one version
+// and the ETag of the other, or send fewer bytes than its Content-Length and leave the client
+// waiting for its timeout. A GET's body is read whole before the lock is released.
+async function serializeObjectRequests(ctx, next) {
+  const target = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
+  const onObject = ['GET', 'HEAD', 'PUT', 'DELETE'].includes(ctx.method) ||
+                   (ctx.method === 'POST' && 'uploadId' in ctx.query);
+  if (!target || !onObject || 'partNumber' in ctx.query) return next();
   const bucket = target[1];
   const key = decodeURIComponent(target[2]);
   return underKeyLock(`${bucket}/${key}`, async () => {
-    const etag = await currentEtag(ctx.app.store, bucket, key);
-    if (ifNoneMatch === '*' && etag !== null) throw preconditionFailed('If-None-Match');
-    if (ifMatch) {
-      if (etag === null) {
-        throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
-      }
-      if (ifMatch !== '*' && withoutQuotes(ifMatch) !== withoutQuotes(etag)) {
-        throw preconditionFailed('If-Match');
-      }
-    }
+    await checkConditions(ctx, bucket, key);
     await next();
+    if (ctx.body && typeof ctx.body.pipe === 'function') ctx.body = await readAll(ctx.body);
   });
 }
 
 // s3rver is a Koa app whose last middleware is the router: run the check just before it, after
 // the middleware that turns errors and plain objects into S3 XML replies.
-server.middleware.splice(server.middleware.length - 1, 0, enforceConditionalWrites);
+server.middleware.splice(server.middleware.length - 1, 0, serializeObjectRequests);
 
 server.run().then(({ address, port: boundPort }) => {
   console.log(`s3-peer listening on http://${address}:${boundPort}`);

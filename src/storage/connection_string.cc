@@ -53,13 +53,51 @@ bool IsValidS3BucketName(std::string_view name) {
          std::isalnum(static_cast<unsigned char>(name.back()));
 }
 
+// RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), and short.
+bool LooksLikeScheme(std::string_view text) {
+  if (text.empty() || text.size() > 16 || !std::isalpha(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
 const char* kForms =
     "expected one of s3://KEY:SECRET@bucket/prefix, http(s)://KEY:SECRET@host:port/bucket/prefix, "
     "file:///absolute/path, file://./relative/path, memory://bucket/prefix";
 
+// The whole text is one connection string, so (unlike RedactSecrets on free text, which stops
+// at white space and quotes) everything between the first ':' after "://" and the last '@' is
+// the secret, whatever it holds.
+std::string RedactConnectionString(std::string_view text) {
+  std::size_t scheme_end = text.find("://");
+  if (scheme_end == std::string_view::npos || !LooksLikeScheme(text.substr(0, scheme_end))) {
+    // A mangled start ("s3:/KEY:SECRET@bucket"): whatever lies between the first ':' and the
+    // last '@' may be a secret.
+    std::size_t colon = text.find(':');
+    std::size_t at = text.rfind('@');
+    if (colon == std::string_view::npos || at == std::string_view::npos || colon > at) {
+      return RedactSecrets(text);
+    }
+    return std::string(text.substr(0, colon + 1)) + "***" + RedactSecrets(text.substr(at));
+  }
+  std::size_t authority = scheme_end + 3;
+  std::size_t at = text.rfind('@');
+  std::size_t colon = text.find(':', authority);
+  if (at == std::string_view::npos || at < authority || colon == std::string_view::npos ||
+      colon > at) {
+    return RedactSecrets(text);
+  }
+  return std::string(text.substr(0, colon + 1)) + "***" + RedactSecrets(text.substr(at));
+}
+
 tl::unexpected<Error> Invalid(std::string_view text, const std::string& problem) {
   return MakeError(ErrorCode::kInvalidArgument,
-                   "connection string '" + RedactSecrets(text) + "': " + problem);
+                   "connection string '" + RedactConnectionString(text) + "': " + problem);
 }
 
 }  // namespace
@@ -103,7 +141,8 @@ Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
   std::size_t scheme_end = text.find("://");
   if (scheme_end == std::string_view::npos)
     return Invalid(text, "no scheme; " + std::string(kForms));
-  std::string scheme(text.substr(0, scheme_end));
+  std::string_view typed_scheme = text.substr(0, scheme_end);
+  std::string scheme(typed_scheme);
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   std::string_view rest = text.substr(scheme_end + 3);
 
@@ -205,7 +244,14 @@ Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
                      "missing bucket after the host: http(s)://KEY:SECRET@host:port/bucket/prefix");
     }
   } else {
-    return Invalid(text, "unknown scheme '" + scheme + "'; " + std::string(kForms));
+    // The text before "://" is quoted only when it has the shape of a scheme: in a mangled
+    // string it may hold a key and secret, and it is quoted as typed (folding its case could
+    // turn it into a copy of the secret typed later).
+    if (!LooksLikeScheme(typed_scheme)) {
+      return Invalid(text, "the text before '://' is not a scheme name; " + std::string(kForms));
+    }
+    return Invalid(text, "unknown scheme '" + std::string(typed_scheme) + "'; " +
+                             std::string(kForms));
   }
 
   if (auto it = result.params.find("region"); it != result.params.end() && !it->second.empty()) {

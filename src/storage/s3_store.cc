@@ -1,6 +1,7 @@
 // The S3 object store: AWS S3 (virtual-host style) or any S3-compatible endpoint (path
 // style), over the libcurl HTTP client with our own SigV4 signer.
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +10,9 @@
 #include <random>
 #include <thread>
 
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
 #include "net/http_client.h"
 #include "net/sigv4.h"
 #include "net/xml.h"
@@ -16,6 +20,30 @@
 
 namespace s3db {
 namespace {
+
+// Reads of one GET that may meet a write in progress (see Get).
+constexpr int kTornReadAttempts = 12;
+constexpr int kStableMismatchReads = 3;
+
+bool IsMd5Hex(std::string_view etag) {
+  return etag.size() == 32 && std::all_of(etag.begin(), etag.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::string Md5Hex(std::string_view body) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(body.data(), body.size(), digest, &length, EVP_md5(), nullptr) != 1) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
 
 using net::HeaderList;
 using net::HttpResponse;
@@ -247,16 +275,54 @@ class S3Store final : public ObjectStore {
 
   Result<Object> Get(std::string_view key) override {
     S3DB_ASSIGN_OR_RETURN(std::string full_key, FullKey(key));
-    int attempts = 0;
-    S3DB_ASSIGN_OR_RETURN(HttpResponse response, Execute(Call{"GET", full_key}, &attempts));
-    if (response.status != 200) {
-      return tl::unexpected(ResponseError(response, "GET", key, attempts));
+    // Some S3-compatible servers answer a GET that races a PUT with the body of one version
+    // and the ETag of the other, or with no ETag at all (s3rver reads its ETag file while the
+    // PUT rewrites it). An update that used such an ETag as its If-Match condition would
+    // overwrite a write it never saw, so the answer is read again until it is consistent: an
+    // ETag is there, and a single-part ETag is the body's MD5. ETags that are not MD5s although
+    // they look like one (SSE-KMS) stay the same from read to read with the same body, and are
+    // taken as they are once that has been seen a few times.
+    int stable_reads = 0;
+    std::string last_etag, last_md5;
+    for (int read = 1;; ++read) {
+      int attempts = 0;
+      S3DB_ASSIGN_OR_RETURN(HttpResponse response, Execute(Call{"GET", full_key}, &attempts));
+      if (response.status != 200) {
+        return tl::unexpected(ResponseError(response, "GET", key, attempts));
+      }
+      Object object;
+      object.info = InfoFromHeaders(key, response);
+      object.info.size = response.body.size();
+      object.body = std::move(response.body);
+      const std::string& etag = object.info.etag;
+      if (!etag.empty() && (!IsMd5Hex(etag) || !etags_are_md5s_.load(std::memory_order_relaxed))) {
+        return object;
+      }
+      std::string md5 = Md5Hex(object.body);
+      if (md5 == etag) return object;
+      stable_reads = etag == last_etag && md5 == last_md5 ? stable_reads + 1 : 1;
+      if (stable_reads >= kStableMismatchReads) {
+        // The same answer every time: this server sends no ETag (then writes that need one
+        // refuse it), or its ETags are not MD5s (SSE-KMS), and later reads skip the check.
+        if (!etag.empty() && etags_are_md5s_.exchange(false)) {
+          spdlog::info("{}: ETags are not body MD5s (encrypted objects?); reads are no longer "
+                       "checked against them",
+                       description_);
+        }
+        return object;
+      }
+      last_etag = etag;
+      last_md5 = std::move(md5);
+      if (read >= kTornReadAttempts) {
+        return MakeError(ErrorCode::kUnavailable,
+                         "S3 GET '" + std::string(key) + "' in " + description_ +
+                             ": the server answered " + std::to_string(read) +
+                             " reads in a row with " +
+                             (etag.empty() ? "no ETag" : "a body that does not match its ETag") +
+                             " (a read racing writes); retry");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 * read * read, 100)));
     }
-    Object object;
-    object.info = InfoFromHeaders(key, response);
-    object.info.size = response.body.size();
-    object.body = std::move(response.body);
-    return object;
   }
 
   Result<ObjectInfo> Head(std::string_view key) override {
@@ -648,6 +714,7 @@ class S3Store final : public ObjectStore {
   std::string host_;         // the Host header: "bucket.s3.region.amazonaws.com", "h:port"
   std::string bucket_path_;  // "/bucket" in path style, "" in virtual-host style
   std::string description_;  // Describe(), without credentials
+  std::atomic<bool> etags_are_md5s_{true};  // false once a stable mismatch was seen (Get)
 };
 
 }  // namespace

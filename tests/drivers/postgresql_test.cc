@@ -1,15 +1,21 @@
 // The PostgreSQL driver: unit tests of its helpers, and integration tests against a real
 // PostgreSQL server (S3DB_TEST_PG, e.g. postgresql://postgres@127.0.0.1:55432/testdb).
-// The restart test also needs S3DB_TEST_PG_CTL, a command prefix that controls that server,
-// e.g. "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /tmp/pg/data"; it is
-// skipped when that variable is unset (it restarts the server under every other test).
+// The restart test starts a private PostgreSQL cluster of its own (initdb + pg_ctl from
+// S3DB_TEST_PG_BIN, default /usr/lib/postgresql/15/bin, run as the postgres user), so that
+// restarting it never cuts the connections of the tests that share the S3DB_TEST_PG server.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/json/parse.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1106,13 +1112,110 @@ TEST_F(PostgresqlDriverTest, ReplicatesThroughThePluginEndToEnd) {
   S3DB_EXPECT_OK((*database)->Close());
 }
 
-TEST_F(PostgresqlDriverTest, ServerRestartMidStreamLosesNothing) {
-  std::string pg_ctl = testing::EnvOrEmpty("S3DB_TEST_PG_CTL");
-  if (pg_ctl.empty()) {
-    GTEST_SKIP() << "S3DB_TEST_PG_CTL is not set (e.g. \"runuser -u postgres -- "
-                    "/usr/lib/postgresql/15/bin/pg_ctl -D DATADIR\"); this test restarts the "
-                    "server";
+// A PostgreSQL cluster of this test's own, in a temporary folder, on a free port.
+class PrivatePostgres {
+ public:
+  // Empty when it could not start; why() says why.
+  // `password`: non-empty makes the cluster check passwords (scram-sha-256) for user postgres.
+  static std::unique_ptr<PrivatePostgres> Start(std::string* why, std::string password = "") {
+    std::string bin = testing::EnvOrEmpty("S3DB_TEST_PG_BIN");
+    if (bin.empty()) bin = "/usr/lib/postgresql/15/bin";
+    if (!std::filesystem::exists(bin + "/pg_ctl")) {
+      *why = bin + "/pg_ctl not found (set S3DB_TEST_PG_BIN)";
+      return nullptr;
+    }
+    if (geteuid() != 0) {
+      *why = "needs root, to run initdb as the postgres user";
+      return nullptr;
+    }
+    auto server = std::unique_ptr<PrivatePostgres>(new PrivatePostgres(bin));
+    std::filesystem::permissions(server->dir_.path(), std::filesystem::perms::all);
+    server->port_ = FreePort();
+    if (server->port_ == 0) {
+      *why = "no free port on 127.0.0.1";
+      return nullptr;
+    }
+    std::string data = server->dir_.str() + "/data";
+    std::string log = server->dir_.str() + "/log";
+    std::string auth = "-A trust";
+    if (!password.empty()) {
+      std::string pwfile = server->dir_.str() + "/pwfile";
+      std::ofstream(pwfile) << password << "\n";
+      std::filesystem::permissions(pwfile, std::filesystem::perms::owner_read |
+                                               std::filesystem::perms::group_read |
+                                               std::filesystem::perms::others_read);
+      auth = "-A scram-sha-256 --pwfile=" + pwfile;
+    }
+    if (!server->Run("initdb -D " + data + " -U postgres " + auth +
+                     " --no-sync -E UTF8 --locale=C")) {
+      *why = "initdb failed: " + server->Log();
+      return nullptr;
+    }
+    if (!server->Run("pg_ctl -D " + data + " -l " + log + " -w -t 60 -o \"-p " +
+                     std::to_string(server->port_) + " -k " + server->dir_.str() +
+                     " -c listen_addresses=127.0.0.1 -c fsync=off\" start")) {
+      *why = "pg_ctl start failed: " + server->Log();
+      return nullptr;
+    }
+    server->started_ = true;
+    return server;
   }
+
+  ~PrivatePostgres() {
+    if (started_) Run("pg_ctl -D " + dir_.str() + "/data -m immediate -w -t 60 stop");
+  }
+
+  std::string url(const std::string& password = "") const {
+    std::string user = password.empty() ? "postgres" : "postgres:" + password;
+    return "postgresql://" + user + "@127.0.0.1:" + std::to_string(port_) + "/postgres";
+  }
+  // A fast restart: every open connection is cut.
+  bool Restart() { return Run("pg_ctl -D " + dir_.str() + "/data -m fast -w -t 60 restart"); }
+
+ private:
+  explicit PrivatePostgres(std::string bin) : bin_(std::move(bin)) {}
+
+  bool Run(const std::string& command) {
+    std::string line = "runuser -u postgres -- " + bin_ + "/" + command + " >>" + dir_.str() +
+                       "/commands.log 2>&1";
+    return std::system(line.c_str()) == 0;
+  }
+  std::string Log() const {
+    std::ifstream in(dir_.str() + "/commands.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static int FreePort() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    int port = 0;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+      port = ntohs(address.sin_port);
+    }
+    close(fd);
+    return port;
+  }
+
+  std::string bin_;
+  testing::TempDir dir_;
+  int port_ = 0;
+  bool started_ = false;
+};
+
+TEST_F(PostgresqlDriverTest, ServerRestartMidStreamLosesNothing) {
+  std::string why;
+  auto server = PrivatePostgres::Start(&why);
+  if (!server) {
+    if (testing::InCi()) FAIL() << "cannot start a private PostgreSQL: " << why;
+    GTEST_SKIP() << "cannot start a private PostgreSQL: " << why;
+  }
+  url_ = server->url();
+  client_ = std::make_unique<PgClient>(url_);
+  ASSERT_TRUE(client_->ok()) << client_->error();
   auto driver = MakeDriver();
   constexpr int kBatches = 60;
   constexpr int kBatchSize = 25;
@@ -1120,8 +1223,7 @@ TEST_F(PostgresqlDriverTest, ServerRestartMidStreamLosesNothing) {
   std::atomic<bool> restarted{false};
   std::thread restarter([&] {
     while (delivered_batches.load() < 10) std::this_thread::sleep_for(5ms);
-    int status = std::system((pg_ctl + " restart -m fast -w -t 60 >/dev/null 2>&1").c_str());
-    restarted = status == 0;
+    restarted = server->Restart();
   });
 
   // The engine's part, in miniature: deliver each batch, retrying what is retryable.
@@ -1164,7 +1266,42 @@ TEST_F(PostgresqlDriverTest, ServerRestartMidStreamLosesNothing) {
             std::to_string(kBatches * kBatchSize));
   EXPECT_GE(driver->stats().connections_opened, 2u);
   RecordProperty("retryable_answers", retryable_answers);
-  client_ = std::make_unique<PgClient>(url_);  // the old one died with the restart
+  client_.reset();  // its schema goes with the private cluster
+}
+
+TEST_F(PostgresqlDriverTest, AWrongPasswordPausesWithAClearMessageAndNoSecret) {
+  std::string why;
+  auto server = PrivatePostgres::Start(&why, "right-pw-7731");
+  if (!server) {
+    if (testing::InCi()) FAIL() << "cannot start a private PostgreSQL: " << why;
+    GTEST_SKIP() << "cannot start a private PostgreSQL: " << why;
+  }
+  url_ = server->url("wrong-pw-5512");
+  auto driver = MakeDriver();
+  ASSERT_NE(driver, nullptr);
+  auto started = driver->Start();
+  ASSERT_FALSE(started.has_value()) << "a wrong password must not connect";
+  EXPECT_EQ(started.error().code, ErrorCode::kUnauthorized) << started.error().ToString();
+  EXPECT_NE(started.error().message.find("password authentication failed"), std::string::npos)
+      << started.error().message;
+  EXPECT_EQ(started.error().message.find("wrong-pw-5512"), std::string::npos)
+      << started.error().message;
+  auto results = driver->Deliver(std::vector<DeliveryItem>{Change("t", "r1", 1, Action::kInsert)},
+                                 std::chrono::seconds(10));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, Outcome::kUnauthorized) << results[0].error;
+  EXPECT_EQ(results[0].error.find("wrong-pw-5512"), std::string::npos) << results[0].error;
+
+  url_ = server->url("right-pw-7731");
+  client_ = std::make_unique<PgClient>(url_);
+  ASSERT_TRUE(client_->ok()) << client_->error();
+  auto fixed = MakeDriver();
+  S3DB_ASSERT_OK(fixed->Start());
+  auto delivered = fixed->Deliver(std::vector<DeliveryItem>{Change("t", "r1", 1, Action::kInsert)},
+                                  std::chrono::seconds(10));
+  ExpectAllDelivered(delivered);
+  EXPECT_EQ(client_->Scalar("SELECT count(*) FROM " + Table("t")), "1");
+  client_.reset();
 }
 
 }  // namespace

@@ -716,11 +716,12 @@ class WebhookReplicationTest : public WebhookDriverTest {
     if (database_) S3DB_EXPECT_OK(database_->Close());
   }
 
-  std::shared_ptr<ReplicatorPlugin> Install(JsonObject config, int max_retries = 3) {
+  std::shared_ptr<ReplicatorPlugin> Install(JsonObject config, int max_retries = 3,
+                                            int retry_base_ms = 20) {
     if (!config.contains("url")) config["url"] = sink_->Url(path_);
     ReplicatorPluginOptions options;
     options.max_retries = max_retries;
-    options.retry_base_ms = 20;
+    options.retry_base_ms = retry_base_ms;
     options.max_backoff_ms = 2000;
     ReplicatorConfig replicator;
     replicator.id = "hook";
@@ -794,7 +795,8 @@ TEST_F(WebhookReplicationTest, BadRequestGoesToTheDeadLetterQueue) {
 }
 
 TEST_F(WebhookReplicationTest, UnauthorizedPausesThenRecovers) {
-  auto plugin = Install({});
+  // Pauses of 200-400 ms, long enough to be seen by polling on a busy machine.
+  auto plugin = Install({}, 3, 400);
   sink_->Script({Reply(401), Reply(401)});
   S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
   sink_->WaitForRequests(path_, 1);

@@ -3,7 +3,8 @@
 #
 #   scripts/install-deps.sh                Debian packages only
 #   scripts/install-deps.sh --demo         + the npm package the demo reads (world-countries)
-#   scripts/install-deps.sh --test-peers   + every npm test peer in scripts/peers/ (npm ci)
+#   scripts/install-deps.sh --test-peers   + every npm test peer in scripts/peers/ (npm ci), LibreOffice
+#   scripts/install-deps.sh --bench        + gnuplot-nox and the test peers, for bench/compare/run.sh
 #
 # Runs as root on Debian 12. Idempotent: `apt-get update` runs only when a package is missing,
 # and the npm step is skipped when scripts/peers/node_modules already matches the lock file.
@@ -14,11 +15,13 @@ peers_dir="$repo_root/scripts/peers"
 
 want_demo=false
 want_test_peers=false
+want_bench=false
 for arg in "$@"; do
   case "$arg" in
     --demo) want_demo=true ;;
     --test-peers) want_test_peers=true ;;
-    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bench) want_bench=true; want_test_peers=true ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,16 +30,19 @@ log() { echo "install-deps: $*" >&2; }
 
 debian_packages=(
   build-essential cmake ninja-build ccache pkg-config g++
-  libboost-json1.81-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
+  libboost-json1.81-dev libcurl4-openssl-dev libssl-dev openssl libsqlite3-dev sqlite3
   libyaml-cpp-dev liblua5.4-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libxlsxwriter-dev libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libpq-dev libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev
-  postgresql wrk curl
+  libpq-dev libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libhowardhinnant-date-dev tzdata
+  clang-14 libclang-rt-14-dev
+  postgresql wrk curl jq
 )
 # Node.js may come from elsewhere than Debian (a newer build is often preinstalled). Installing
 # Debian's nodejs/npm over it would replace or conflict with it, so ask for them only when the
 # commands are missing.
 command -v node >/dev/null 2>&1 || debian_packages+=(nodejs)
+$want_bench && debian_packages+=(gnuplot-nox)  # bench/compare's latency plot
+$want_test_peers && debian_packages+=(libreoffice-calc-nogui)  # opens the Excel test files
 command -v npm >/dev/null 2>&1 || debian_packages+=(npm)
 
 # One dpkg-query for all packages; unknown names print nothing, so they count as missing.

@@ -96,6 +96,10 @@ struct SqliteChangeLogOptions {
   std::string path;  // the database file; its folder is created
   FsyncPolicy fsync = FsyncPolicy::kBatch;
   std::chrono::milliseconds fsync_interval{50};  // kBatch: how often the WAL is fsynced
+  // A prepared change whose write is neither confirmed (Append) nor abandoned within this
+  // long stops holding back the changes after it: it becomes an intent, resolved at the next
+  // start (and appended anew if its Append comes later).
+  std::chrono::milliseconds intent_timeout{5000};
 };
 
 // SQLite in WAL mode; group commit for concurrent appends.

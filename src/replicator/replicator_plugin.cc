@@ -223,6 +223,14 @@ class Engine {
       ReplicatorLogger()->warn("change {}: cannot forget its intent: {}", change.ChangeId(),
                                forgotten.error().message);
     }
+    NotifyDispatchers();
+  }
+
+  // Every dispatcher, not only those of the change's resource: confirming or abandoning one
+  // change may make later changes of any resource readable (the log shows changes up to the
+  // first one whose write is still unconfirmed).
+  void NotifyDispatchers() {
+    for (auto& dispatcher : dispatchers_) dispatcher->Notify();
   }
 
   void OnResourceCreated() {
@@ -313,9 +321,7 @@ class Engine {
                        "replicator: cannot record change " + change.ChangeId() +
                            " in the change log: " + sequence.error().message);
     }
-    for (auto& dispatcher : dispatchers_) {
-      if (dispatcher->Maps(change.resource)) dispatcher->Notify();
-    }
+    NotifyDispatchers();
     return Ok();
   }
 

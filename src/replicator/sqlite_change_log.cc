@@ -3,6 +3,15 @@
 // Appends from concurrent writers queue up; one of them (the leader) commits everything
 // queued in one transaction while the others wait, so N writers share one commit. Readers use
 // their own connections, which WAL lets run beside the writer.
+//
+// A writer's change costs one commit: Prepare stores the change under its sequence number,
+// marked pending, before the object-store write; Append (the write succeeded) only drops the
+// mark in memory, and Abandon (it failed) deletes the row. Readers see changes up to the
+// first one still pending, so the log's order is the order of the writes and nothing
+// unconfirmed is ever delivered. Marks of confirmed changes are cleared with a later commit;
+// a change pending longer than intent_timeout (a write that never answered), and every
+// change a dead process left pending, moves to the intents table, which the plugin resolves
+// against the source at its next start.
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -10,11 +19,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
 
 #include "replicator/change_log.h"
 #include "replicator/engine_util.h"
@@ -43,6 +55,7 @@ CREATE TABLE IF NOT EXISTS intents(
   resource TEXT NOT NULL, record_id TEXT NOT NULL, revision INTEGER NOT NULL,
   action TEXT NOT NULL, before_json TEXT, after_json TEXT, ts INTEGER NOT NULL,
   write_id TEXT NOT NULL, PRIMARY KEY(resource, record_id, revision));
+CREATE TABLE IF NOT EXISTS pending(seq INTEGER PRIMARY KEY, write_id TEXT NOT NULL);
 )sql";
 
 const char* kInsertIntent =
@@ -51,12 +64,22 @@ const char* kInsertIntent =
 const char* kDeleteIntent =
     "DELETE FROM intents WHERE resource=? AND record_id=? AND revision=?";
 
+// A prepared change whose write has not been confirmed yet sits in `changes` with a row in
+// `pending`; these move it to `intents` (a process that died, or a write that never answered).
+const char* kPendingToIntents =
+    "INSERT OR REPLACE INTO intents(resource, record_id, revision, action, before_json, "
+    "after_json, ts, write_id) SELECT c.resource, c.record_id, c.revision, c.action, "
+    "c.before_json, c.after_json, c.ts, p.write_id FROM pending p JOIN changes c ON c.seq = p.seq";
+const char* kInsertPending = "INSERT OR REPLACE INTO pending(seq, write_id) VALUES(?,?)";
+const char* kDeletePending = "DELETE FROM pending WHERE seq=?";
+const char* kDeleteChange = "DELETE FROM changes WHERE seq=?";
+
 const char* kInsertChange =
     "INSERT INTO changes(seq, resource, record_id, revision, action, before_json, after_json, "
     "ts, only_replicator, only_destination) VALUES(?,?,?,?,?,?,?,?,?,?)";
 const char* kSelectChanges =
     "SELECT seq, resource, record_id, revision, action, before_json, after_json, ts, "
-    "only_replicator, only_destination FROM changes WHERE seq > ? ORDER BY seq LIMIT ?";
+    "only_replicator, only_destination FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?";
 
 Error SqliteError(sqlite3* db, const std::string& what) {
   int code = db ? sqlite3_errcode(db) : SQLITE_ERROR;
@@ -222,6 +245,11 @@ class SqliteChangeLog : public ChangeLog {
     S3DB_RETURN_IF_ERROR(insert_change_.Prepare(writer_, kInsertChange));
     S3DB_RETURN_IF_ERROR(insert_intent_.Prepare(writer_, kInsertIntent));
     S3DB_RETURN_IF_ERROR(delete_intent_.Prepare(writer_, kDeleteIntent));
+    S3DB_RETURN_IF_ERROR(insert_pending_.Prepare(writer_, kInsertPending));
+    S3DB_RETURN_IF_ERROR(delete_pending_.Prepare(writer_, kDeletePending));
+    S3DB_RETURN_IF_ERROR(delete_change_.Prepare(writer_, kDeleteChange));
+    S3DB_RETURN_IF_ERROR(begin_.Prepare(writer_, "BEGIN IMMEDIATE"));
+    S3DB_RETURN_IF_ERROR(commit_.Prepare(writer_, "COMMIT"));
     S3DB_RETURN_IF_ERROR(set_checkpoint_.Prepare(
         writer_,
         "INSERT INTO checkpoints(replicator, seq, updated_ms) VALUES(?,?,?) "
@@ -232,16 +260,48 @@ class SqliteChangeLog : public ChangeLog {
         "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM changes UNION ALL "
         "SELECT MAX(seq) FROM checkpoints UNION ALL SELECT MAX(seq) FROM dead_letters)"));
     next_sequence_ = static_cast<std::uint64_t>(high) + 1;
-    last_sequence_.store(static_cast<std::uint64_t>(high));
+    S3DB_RETURN_IF_ERROR(ResolvePendingOfPreviousProcess());
+    S3DB_ASSIGN_OR_RETURN(high, QueryInt("SELECT MAX(seq) FROM changes"));
+    committed_high_ = std::max<std::uint64_t>(static_cast<std::uint64_t>(high),
+                                              next_sequence_ - 1);
+    last_sequence_.store(committed_high_);
 
-    if (options_.fsync == FsyncPolicy::kBatch) {
-      fsync_thread_ = std::thread([this] { FsyncLoop(); });
-    }
     open_ = true;
+    background_thread_ = std::thread([this] { BackgroundLoop(); });
     return Ok();
   }
 
+  // Changes a dead process left pending: those some replicator's checkpoint has passed were
+  // confirmed (only confirmed changes are read); the others become intents, for the plugin to
+  // resolve against the source.
+  Status ResolvePendingOfPreviousProcess() {
+    S3DB_ASSIGN_OR_RETURN(std::int64_t count, QueryInt("SELECT COUNT(*) FROM pending"));
+    if (count == 0) return Ok();
+    S3DB_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
+    Status status = Exec(writer_,
+                         "DELETE FROM pending WHERE seq <= "
+                         "(SELECT COALESCE(MAX(seq), 0) FROM checkpoints)");
+    if (status) status = Exec(writer_, kPendingToIntents);
+    if (status) status = Exec(writer_, "DELETE FROM changes WHERE seq IN (SELECT seq FROM pending)");
+    if (status) status = Exec(writer_, "DELETE FROM pending");
+    if (status) status = Exec(writer_, "COMMIT");
+    if (!status) (void)Exec(writer_, "ROLLBACK");
+    return status;
+  }
+
   Result<std::uint64_t> Append(const Change& change) override {
+    if (!change.write_id.empty()) {
+      std::lock_guard lock(pending_mutex_);
+      if (auto found = pending_by_key_.find(PendingKey(change)); found != pending_by_key_.end()) {
+        // Prepared: the change is stored already; confirming it is a memory operation.
+        std::uint64_t sequence = found->second;
+        pending_.erase(sequence);
+        pending_by_key_.erase(found);
+        confirmed_marks_.push_back(sequence);
+        PublishVisible();
+        return sequence;
+      }
+    }
     Job job;
     job.single = &change;
     S3DB_RETURN_IF_ERROR(Submit(job));
@@ -266,6 +326,12 @@ class SqliteChangeLog : public ChangeLog {
   Status Abandon(const Change& change) override {
     Job job;
     job.abandon = &change;
+    if (!change.write_id.empty()) {
+      std::lock_guard lock(pending_mutex_);
+      if (auto found = pending_by_key_.find(PendingKey(change)); found != pending_by_key_.end()) {
+        job.abandon_sequence = found->second;
+      }
+    }
     return Submit(job);
   }
 
@@ -295,7 +361,8 @@ class SqliteChangeLog : public ChangeLog {
       sqlite3_stmt* stmt = reader->select_changes.get();
       ResetOnExit reset{stmt};
       sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(after));
-      sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(limit));
+      sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(last_sequence_.load()));
+      sqlite3_bind_int64(stmt, 3, static_cast<sqlite3_int64>(limit));
       int rc;
       while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         LoggedChange logged;
@@ -504,7 +571,11 @@ class SqliteChangeLog : public ChangeLog {
       stopping_ = true;
     }
     fsync_wake_.notify_all();
-    if (fsync_thread_.joinable()) fsync_thread_.join();
+    if (background_thread_.joinable()) background_thread_.join();
+    if (open_) {
+      Job flush;  // clears the marks of confirmed changes, so the next start has less to do
+      (void)Submit(flush);
+    }
 
     std::lock_guard lock(write_mutex_);
     if (!open_) return Ok();
@@ -521,6 +592,11 @@ class SqliteChangeLog : public ChangeLog {
     insert_change_.Finalize();
     insert_intent_.Finalize();
     delete_intent_.Finalize();
+    insert_pending_.Finalize();
+    delete_pending_.Finalize();
+    delete_change_.Finalize();
+    begin_.Finalize();
+    commit_.Finalize();
     set_checkpoint_.Finalize();
     if (wal_fd_ >= 0) {
       ::close(wal_fd_);
@@ -538,6 +614,7 @@ class SqliteChangeLog : public ChangeLog {
     const Change* single = nullptr;
     const Change* prepare = nullptr;  // record an intent
     const Change* abandon = nullptr;  // forget an intent
+    std::uint64_t abandon_sequence = 0;  // abandon: its pending change, if it was prepared here
     const std::vector<LoggedChange>* many = nullptr;
     std::string requeue_replicator;  // non-empty: move these dead letters back into the log
     std::vector<std::uint64_t> sequences;
@@ -666,12 +743,53 @@ class SqliteChangeLog : public ChangeLog {
     return letters;
   }
 
+  // Runs a statement prepared on the writer that takes at most one integer parameter.
+  // REQUIRES: write_mutex_ held.
+  Status Step(Statement& statement, const char* what, std::optional<std::uint64_t> value = {}) {
+    sqlite3_stmt* stmt = statement.get();
+    ResetOnExit reset{stmt};
+    if (value) sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(*value));
+    if (sqlite3_step(stmt) != SQLITE_DONE) return tl::unexpected(SqliteError(writer_, what));
+    return Ok();
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status InsertPending(std::uint64_t sequence, const Change& change) {
+    sqlite3_stmt* stmt = insert_pending_.get();
+    ResetOnExit reset{stmt};
+    sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(sequence));
+    BindText(stmt, 2, change.write_id);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      return tl::unexpected(SqliteError(writer_, "record pending change"));
+    }
+    return Ok();
+  }
+
+  // Moves a pending change to the intents table. REQUIRES: write_mutex_ held, in a transaction.
+  Status PendingToIntent(std::uint64_t sequence) {
+    Statement stmt;
+    S3DB_RETURN_IF_ERROR(
+        stmt.Prepare(writer_, (std::string(kPendingToIntents) + " WHERE p.seq = ?").c_str()));
+    S3DB_RETURN_IF_ERROR(Step(stmt, "move a pending change to the intents", sequence));
+    S3DB_RETURN_IF_ERROR(Step(delete_change_, "move a pending change", sequence));
+    return Step(delete_pending_, "move a pending change", sequence);
+  }
+
   // Commits every job of the group in one transaction and fills in their results.
   void CommitGroup(std::vector<Job*>& group) {
     std::lock_guard lock(write_mutex_);
     Status status = CheckOpen();
     std::uint64_t first_sequence = next_sequence_;
-    if (status) status = Exec(writer_, "BEGIN IMMEDIATE");
+    std::vector<std::uint64_t> marks;
+    {
+      std::lock_guard pending_lock(pending_mutex_);
+      marks.swap(confirmed_marks_);
+    }
+    // Held from choosing the stale pending changes until they are gone from pending_, so that
+    // no Append confirms one of them in between.
+    std::unique_lock stale_lock(pending_mutex_, std::defer_lock);
+    std::vector<std::uint64_t> stale;
+    if (status) status = Step(begin_, "begin");
     if (status) {
       for (Job* job : group) {
         job->sequences.clear();
@@ -681,9 +799,16 @@ class SqliteChangeLog : public ChangeLog {
           if (status) status = DeleteIntent(*job->single);
           job->sequences.push_back(sequence);
         } else if (job->prepare) {
-          status = InsertIntent(*job->prepare);
+          std::uint64_t sequence = next_sequence_++;
+          status = InsertChange(sequence, *job->prepare, {}, {});
+          if (status) status = InsertPending(sequence, *job->prepare);
+          job->sequences.push_back(sequence);
         } else if (job->abandon) {
           status = DeleteIntent(*job->abandon);
+          if (status && job->abandon_sequence) {
+            status = Step(delete_change_, "abandon", job->abandon_sequence);
+            if (status) status = Step(delete_pending_, "abandon", job->abandon_sequence);
+          }
         } else if (job->many) {
           for (const LoggedChange& logged : *job->many) {
             std::uint64_t sequence = next_sequence_++;
@@ -698,7 +823,19 @@ class SqliteChangeLog : public ChangeLog {
         }
         if (!status) break;
       }
-      if (status) status = Exec(writer_, "COMMIT");
+      for (std::size_t i = 0; status && i < marks.size(); ++i) {
+        status = Step(delete_pending_, "clear a confirmed change", marks[i]);
+      }
+      if (status) {
+        stale_lock.lock();
+        auto now = std::chrono::steady_clock::now();
+        for (const auto& [sequence, entry] : pending_) {
+          if (now - entry.since >= options_.intent_timeout) stale.push_back(sequence);
+        }
+        for (std::size_t i = 0; status && i < stale.size(); ++i) status = PendingToIntent(stale[i]);
+        if (!status) stale_lock.unlock();
+      }
+      if (status) status = Step(commit_, "commit");
       if (!status) (void)Exec(writer_, "ROLLBACK");
     }
     if (!status) {
@@ -707,15 +844,65 @@ class SqliteChangeLog : public ChangeLog {
         job->status = status;
         job->sequences.clear();
       }
+      std::lock_guard pending_lock(pending_mutex_);
+      confirmed_marks_.insert(confirmed_marks_.end(), marks.begin(), marks.end());
       return;
     }
     for (Job* job : group) job->status = Ok();
     {
+      if (!stale_lock.owns_lock()) stale_lock.lock();
+      for (std::uint64_t sequence : stale) {
+        ErasePending(sequence);
+        auto logger = spdlog::get("replicator");
+        (logger ? logger : spdlog::default_logger())->warn(
+            "change log: change at sequence {} waited {} ms for its write to be confirmed; "
+            "it is kept as an intent, resolved against the source at the next start",
+            sequence, options_.intent_timeout.count());
+      }
+      for (Job* job : group) {
+        if (job->prepare) {
+          std::string key = PendingKey(*job->prepare);
+          pending_by_key_[key] = job->sequences.front();
+          pending_.emplace(job->sequences.front(),
+                           PendingEntry{std::move(key), std::chrono::steady_clock::now()});
+        } else if (job->abandon_sequence) {
+          ErasePending(job->abandon_sequence);
+        }
+      }
+      committed_high_ = next_sequence_ - 1;
+      PublishVisible();
+    }
+    dirty_.store(true);
+  }
+
+  static std::string PendingKey(const Change& change) {
+    std::string key;
+    key.reserve(change.resource.size() + change.id.size() + change.write_id.size() + 24);
+    key.append(change.resource).push_back('\x1f');
+    key.append(change.id).push_back('\x1f');
+    key.append(std::to_string(change.revision)).push_back('\x1f');
+    key.append(change.write_id);
+    return key;
+  }
+
+  // REQUIRES: pending_mutex_ held.
+  void ErasePending(std::uint64_t sequence) {
+    auto found = pending_.find(sequence);
+    if (found == pending_.end()) return;
+    pending_by_key_.erase(found->second.key);
+    pending_.erase(found);
+  }
+
+  // Readers see every change up to the first one still pending. REQUIRES: pending_mutex_ held.
+  void PublishVisible() {
+    std::uint64_t visible = committed_high_;
+    if (!pending_.empty()) visible = std::min(visible, pending_.begin()->first - 1);
+    if (visible <= last_sequence_.load()) return;
+    {
       std::lock_guard appended_lock(appended_mutex_);
-      last_sequence_.store(next_sequence_ - 1);
+      last_sequence_.store(visible);
     }
     appended_.notify_all();
-    dirty_.store(true);
   }
 
   // REQUIRES: write_mutex_ held, inside a transaction.
@@ -766,13 +953,38 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   // kBatch: commits are in the WAL file (safe from a process crash); this makes them safe from
-  // an OS crash within fsync_interval.
-  void FsyncLoop() {
+  // an OS crash within fsync_interval. Every policy: a commit now and then clears the marks of
+  // confirmed changes and moves changes pending past intent_timeout to the intents, even when
+  // no writer commits.
+  void BackgroundLoop() {
     std::string wal_path = options_.path + "-wal";
+    auto interval = options_.fsync == FsyncPolicy::kBatch
+                        ? options_.fsync_interval
+                        : std::min<std::chrono::milliseconds>(options_.intent_timeout / 4,
+                                                              std::chrono::milliseconds(250));
+    interval = std::max(interval, std::chrono::milliseconds(1));
+    auto last_housekeeping = std::chrono::steady_clock::now();
     std::unique_lock lock(fsync_mutex_);
     while (!stopping_) {
-      fsync_wake_.wait_for(lock, options_.fsync_interval, [&] { return stopping_; });
-      if (!dirty_.exchange(false)) continue;
+      fsync_wake_.wait_for(lock, interval, [&] { return stopping_; });
+      if (stopping_) break;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_housekeeping >= std::chrono::milliseconds(250)) {
+        last_housekeeping = now;
+        bool commit = false;
+        {
+          std::lock_guard pending_lock(pending_mutex_);
+          commit = !confirmed_marks_.empty() ||
+                   (!pending_.empty() && now - oldest_since() >= options_.intent_timeout);
+        }
+        if (commit) {
+          lock.unlock();
+          Job housekeeping;
+          (void)Submit(housekeeping);
+          lock.lock();
+        }
+      }
+      if (options_.fsync != FsyncPolicy::kBatch || !dirty_.exchange(false)) continue;
       if (wal_fd_ < 0) wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
       if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) != 0) {
         ::close(wal_fd_);
@@ -780,7 +992,16 @@ class SqliteChangeLog : public ChangeLog {
         dirty_.store(true);
       }
     }
-    if (wal_fd_ >= 0 && dirty_.exchange(false)) (void)::fdatasync(wal_fd_);
+    if (options_.fsync == FsyncPolicy::kBatch && wal_fd_ >= 0 && dirty_.exchange(false)) {
+      (void)::fdatasync(wal_fd_);
+    }
+  }
+
+  // REQUIRES: pending_mutex_ held, pending_ not empty.
+  std::chrono::steady_clock::time_point oldest_since() const {
+    auto oldest = pending_.begin()->second.since;
+    for (const auto& [sequence, entry] : pending_) oldest = std::min(oldest, entry.since);
+    return oldest;
   }
 
   SqliteChangeLogOptions options_;
@@ -790,6 +1011,11 @@ class SqliteChangeLog : public ChangeLog {
   Statement insert_change_;
   Statement insert_intent_;
   Statement delete_intent_;
+  Statement insert_pending_;
+  Statement delete_pending_;
+  Statement delete_change_;
+  Statement begin_;
+  Statement commit_;
   Statement set_checkpoint_;
   std::uint64_t next_sequence_ = 1;
   std::atomic<bool> open_{false};
@@ -801,7 +1027,17 @@ class SqliteChangeLog : public ChangeLog {
 
   std::mutex appended_mutex_;  // pairs with appended_ for WaitForAppend
   std::condition_variable appended_;
-  std::atomic<std::uint64_t> last_sequence_{0};
+  std::atomic<std::uint64_t> last_sequence_{0};  // visible: below the first pending change
+
+  struct PendingEntry {
+    std::string key;  // PendingKey
+    std::chrono::steady_clock::time_point since;
+  };
+  std::mutex pending_mutex_;  // guards what follows; taken after write_mutex_, never before
+  std::map<std::uint64_t, PendingEntry> pending_;  // prepared, neither confirmed nor abandoned
+  std::unordered_map<std::string, std::uint64_t> pending_by_key_;
+  std::vector<std::uint64_t> confirmed_marks_;  // pending rows to delete with the next commit
+  std::uint64_t committed_high_ = 0;            // the highest sequence committed
 
   std::mutex readers_mutex_;  // guards readers_ and idle_readers_
   std::vector<std::unique_ptr<Reader>> readers_;
@@ -812,7 +1048,7 @@ class SqliteChangeLog : public ChangeLog {
   bool stopping_ = false;
   int wal_fd_ = -1;
   std::atomic<bool> dirty_{false};
-  std::thread fsync_thread_;
+  std::thread background_thread_;
 };
 
 }  // namespace

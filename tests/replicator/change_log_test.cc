@@ -70,6 +70,137 @@ TEST(SqliteChangeLog, AppendsAndReadsChangesInOrder) {
   EXPECT_EQ(tail->front().sequence, 3u);
 }
 
+// A writer's change: prepared (stored, pending) before the object-store write, confirmed by
+// Append after it.
+Change Prepared(std::string id, std::uint64_t revision, std::string write_id) {
+  Change change = MakeChange("users", std::move(id), revision, Action::kInsert);
+  change.write_id = std::move(write_id);
+  return change;
+}
+
+std::vector<std::string> ReadIds(ChangeLog& log) {
+  auto read = log.ReadFrom(0, 100);
+  EXPECT_TRUE(read.has_value());
+  std::vector<std::string> ids;
+  for (const LoggedChange& logged : *read) {
+    ids.push_back(std::to_string(logged.sequence) + ":" + logged.change.id);
+  }
+  return ids;
+}
+
+TEST(SqliteChangeLog, APreparedChangeIsReadOnlyOnceConfirmedAndHoldsBackLaterOnes) {
+  TempDir dir;
+  auto log = Open(dir);
+  Change a = Prepared("a", 1, "w-a");
+  S3DB_ASSERT_OK(log->Prepare(a));
+  auto b = log->Append(MakeChange("users", "b", 1, Action::kInsert));  // not prepared
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(*b, 2u) << "a took sequence 1 when it was prepared";
+  EXPECT_EQ(log->LastSequence(), 0u) << "nothing is readable while a's write is unconfirmed";
+  EXPECT_TRUE(ReadIds(*log).empty());
+
+  auto confirmed = log->Append(a);
+  ASSERT_TRUE(confirmed.has_value());
+  EXPECT_EQ(*confirmed, 1u) << "confirming keeps the prepared sequence";
+  EXPECT_EQ(log->LastSequence(), 2u);
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a", "2:b"}));
+  EXPECT_EQ(*log->CountChanges(), 2u);
+}
+
+TEST(SqliteChangeLog, AnAbandonedPreparedChangeIsNeverRead) {
+  TempDir dir;
+  auto log = Open(dir);
+  Change a = Prepared("a", 1, "w-a");
+  Change c = Prepared("c", 1, "w-c");
+  S3DB_ASSERT_OK(log->Prepare(a));
+  S3DB_ASSERT_OK(log->Prepare(c));
+  S3DB_ASSERT_OK(log->Abandon(a));
+  EXPECT_TRUE(ReadIds(*log).empty()) << "c is still unconfirmed";
+  ASSERT_TRUE(log->Append(c).has_value());
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"2:c"}));
+  EXPECT_EQ(*log->CountChanges(), 1u);
+  EXPECT_TRUE(log->WaitForAppend(1, std::chrono::milliseconds(0)));
+}
+
+TEST(SqliteChangeLog, ChangesLeftPendingByAProcessBecomeIntentsAtTheNextOpen) {
+  TempDir dir;
+  {
+    auto log = Open(dir);
+    S3DB_ASSERT_OK(log->Prepare(Prepared("confirmed", 1, "w-1")));
+    ASSERT_TRUE(log->Append(Prepared("confirmed", 1, "w-1")).has_value());
+    S3DB_ASSERT_OK(log->Prepare(Prepared("unknown", 1, "w-2")));
+    S3DB_ASSERT_OK(log->Close());
+  }
+  auto log = Open(dir);
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:confirmed"}));
+  auto intents = log->ListIntents();
+  ASSERT_TRUE(intents.has_value());
+  ASSERT_EQ(intents->size(), 1u);
+  EXPECT_EQ(intents->front().id, "unknown");
+  EXPECT_EQ(intents->front().write_id, "w-2");
+  auto next = log->Append(MakeChange("users", "later", 1, Action::kInsert));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(*next, 3u) << "the sequence of the change moved to the intents is not reused";
+}
+
+TEST(SqliteChangeLog, AWriteThatNeverAnswersStopsHoldingBackLaterChanges) {
+  TempDir dir;
+  SqliteChangeLogOptions options;
+  options.path = dir.str() + "/replicator/changes.db";
+  options.intent_timeout = std::chrono::milliseconds(200);
+  auto opened = OpenSqliteChangeLog(options);
+  ASSERT_TRUE(opened.has_value());
+  ChangeLog& log = **opened;
+  Change slow = Prepared("slow", 1, "w-slow");
+  S3DB_ASSERT_OK(log.Prepare(slow));
+  ASSERT_TRUE(log.Append(MakeChange("users", "b", 1, Action::kInsert)).has_value());
+  EXPECT_FALSE(log.WaitForAppend(1, std::chrono::milliseconds(50)));
+  ASSERT_TRUE(log.WaitForAppend(1, std::chrono::seconds(10)))
+      << "the unanswered write no longer holds b back";
+  EXPECT_EQ(ReadIds(log), (std::vector<std::string>{"2:b"}));
+  ASSERT_EQ(log.ListIntents()->size(), 1u) << "the slow write waits as an intent";
+
+  // Its answer comes after all: the change is appended anew and its intent forgotten.
+  auto late = log.Append(slow);
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(*late, 3u);
+  EXPECT_TRUE(log.ListIntents()->empty());
+  EXPECT_EQ(ReadIds(log), (std::vector<std::string>{"2:b", "3:slow"}));
+}
+
+TEST(SqliteChangeLog, ConcurrentPreparedWritersAreReadInSequenceWithNoGap) {
+  TempDir dir;
+  auto log = Open(dir);
+  constexpr int kWriters = 8;
+  constexpr int kEach = 200;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        Change change = Prepared("r" + std::to_string(w) + "-" + std::to_string(i), 1,
+                                 "w" + std::to_string(w) + "-" + std::to_string(i));
+        ASSERT_TRUE(log->Prepare(change).has_value());
+        if (i % 10 == 3) {
+          ASSERT_TRUE(log->Abandon(change).has_value());
+        } else {
+          ASSERT_TRUE(log->Append(change).has_value());
+        }
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  auto read = log->ReadFrom(0, 100000);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->size(), static_cast<std::size_t>(kWriters * kEach * 9 / 10));
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < read->size(); ++i) {
+    if (i > 0) EXPECT_LT((*read)[i - 1].sequence, (*read)[i].sequence);
+    ids.insert((*read)[i].change.id);
+  }
+  EXPECT_EQ(ids.size(), read->size());
+  EXPECT_EQ(log->LastSequence(), static_cast<std::uint64_t>(kWriters * kEach));
+}
+
 TEST(SqliteChangeLog, SurvivesReopenAndNeverReusesSequences) {
   TempDir dir;
   {

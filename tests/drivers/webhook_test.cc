@@ -173,6 +173,9 @@ class WebhookDriverTest : public ::testing::Test {
 
   std::unique_ptr<Sink> sink_;
   std::string path_;
+
+ public:
+  const std::string& path() const { return path_; }
 };
 
 TEST_F(WebhookDriverTest, SendsTheSpecPayloadForInsertUpdateAndDelete) {
@@ -375,23 +378,17 @@ TEST_F(WebhookDriverTest, ServerErrorThenSuccessDeliversOnTheRetry) {
   EXPECT_EQ(requests[0].at("body"), requests[1].at("body"));
 }
 
-TEST_F(WebhookDriverTest, StatusesAreClassifiedAsTheSpecSays) {
-  auto driver = MakeDriver({{"concurrency", 1}, {"retryOnStatus", JsonArray{409}}});
-  ASSERT_TRUE(driver);
-  const std::vector<std::pair<int, Outcome>> cases = {
-      {408, Outcome::kRetryable}, {425, Outcome::kRetryable},    {429, Outcome::kRetryable},
-      {500, Outcome::kRetryable}, {502, Outcome::kRetryable},    {599, Outcome::kRetryable},
-      {409, Outcome::kRetryable}, {401, Outcome::kUnauthorized}, {403, Outcome::kUnauthorized},
-      {400, Outcome::kPermanent}, {404, Outcome::kPermanent},    {422, Outcome::kPermanent},
-      {204, Outcome::kDelivered}, {201, Outcome::kDelivered}};
+// Sends one change per status (scripted in that order) and checks each outcome.
+void ExpectOutcomes(WebhookDriverTest* test, WebhookDriver& driver, Sink& sink,
+                    const std::vector<std::pair<int, Outcome>>& cases) {
   JsonArray script;
   std::vector<DeliveryItem> items;
   for (const auto& [status, outcome] : cases) {
     script.push_back(Reply(status));
     items.push_back(Insert("s" + std::to_string(status)));
   }
-  sink_->Script(script);
-  auto results = Deliver(*driver, items);
+  sink.Script(script);
+  auto results = driver.Deliver(items, milliseconds(10000));
   ASSERT_EQ(results.size(), cases.size());
   for (std::size_t i = 0; i < cases.size(); ++i) {
     EXPECT_EQ(results[i].outcome, cases[i].second) << "status " << cases[i].first;
@@ -399,6 +396,65 @@ TEST_F(WebhookDriverTest, StatusesAreClassifiedAsTheSpecSays) {
       EXPECT_EQ(results[i].reason, "http_" + std::to_string(cases[i].first));
     }
   }
+  // Every change was sent once and got its scripted status.
+  auto requests = sink.WaitForRequests(test->path(), cases.size());
+  ASSERT_EQ(requests.size(), cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(requests[i].at("status"), cases[i].first);
+    EXPECT_EQ(std::string(Body(requests[i]).at("data").at("id").get_string()),
+              "s" + std::to_string(cases[i].first));
+  }
+}
+
+TEST_F(WebhookDriverTest, StatusesAreClassifiedAsTheSpecSays) {
+  // No retryOnStatus: 408, 425, 429 and every 5xx are retried.
+  auto driver = MakeDriver({{"concurrency", 1}});
+  ASSERT_TRUE(driver);
+  ExpectOutcomes(this, *driver, *sink_,
+                 {{408, Outcome::kRetryable},
+                  {425, Outcome::kRetryable},
+                  {429, Outcome::kRetryable},
+                  {500, Outcome::kRetryable},
+                  {502, Outcome::kRetryable},
+                  {599, Outcome::kRetryable},
+                  {409, Outcome::kPermanent},
+                  {401, Outcome::kUnauthorized},
+                  {403, Outcome::kUnauthorized},
+                  {400, Outcome::kPermanent},
+                  {404, Outcome::kPermanent},
+                  {422, Outcome::kPermanent},
+                  {204, Outcome::kDelivered},
+                  {201, Outcome::kDelivered}});
+}
+
+TEST_F(WebhookDriverTest, ConfiguredRetryOnStatusIsTheExactRetryableSet) {
+  // [409, 503]: only those are retried; the other 5xx, 408, 425 and 429 are now permanent,
+  // and 401/403 still pause.
+  auto driver = MakeDriver({{"concurrency", 1}, {"retryOnStatus", JsonArray{409, 503}}});
+  ASSERT_TRUE(driver);
+  ExpectOutcomes(this, *driver, *sink_,
+                 {{409, Outcome::kRetryable},
+                  {503, Outcome::kRetryable},
+                  {500, Outcome::kPermanent},
+                  {502, Outcome::kPermanent},
+                  {504, Outcome::kPermanent},
+                  {429, Outcome::kPermanent},
+                  {408, Outcome::kPermanent},
+                  {425, Outcome::kPermanent},
+                  {401, Outcome::kUnauthorized},
+                  {403, Outcome::kUnauthorized},
+                  {400, Outcome::kPermanent},
+                  {200, Outcome::kDelivered}});
+}
+
+TEST_F(WebhookDriverTest, AnEmptyRetryOnStatusRetriesNoStatus) {
+  auto driver = MakeDriver({{"concurrency", 1}, {"retryOnStatus", JsonArray{}}});
+  ASSERT_TRUE(driver);
+  ExpectOutcomes(this, *driver, *sink_,
+                 {{503, Outcome::kPermanent},
+                  {429, Outcome::kPermanent},
+                  {401, Outcome::kUnauthorized},
+                  {200, Outcome::kDelivered}});
 }
 
 TEST_F(WebhookDriverTest, BadRequestIsPermanentWithoutLeakingSecrets) {
@@ -616,7 +672,11 @@ TEST(WebhookOptionsTest, DefaultsAreTheSpecs) {
   EXPECT_EQ(options->retries, 3);
   EXPECT_EQ(options->retry_delay.count(), 1000);
   EXPECT_EQ(options->retry_strategy, WebhookRetryStrategy::kExponential);
-  EXPECT_EQ(options->retry_on_status, (std::set<int>{429, 500, 502, 503, 504}));
+  EXPECT_FALSE(options->retry_on_status.has_value());  // 408, 425, 429 and every 5xx
+  auto listed = ParseWebhookOptions(
+      {{"url", "https://x"}, {"retryOnStatus", JsonArray{429, 500, 502, 503, 504, 503}}});
+  S3DB_ASSERT_OK(listed);
+  EXPECT_EQ(listed->retry_on_status, (std::set<int>{429, 500, 502, 503, 504}));
   EXPECT_FALSE(options->batch);
   EXPECT_EQ(options->batch_size, 100);
   EXPECT_FALSE(options->follow_redirects);
@@ -632,7 +692,20 @@ TEST(WebhookOptionsTest, RefusesBadConfigsNamingTheOption) {
       {{{"url", "https://x"}, {"timeout", 0}}, "webhook config.timeout"},
       {{{"url", "https://x"}, {"retries", -1}}, "webhook config.retries"},
       {{{"url", "https://x"}, {"method", "GET"}}, "webhook config.method"},
-      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{700}}}, "webhook config.retryOnStatus"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{503, 700}}},
+       "webhook config.retryOnStatus[1]: 700 is not an HTTP status (an integer 100-599)"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{99}}},
+       "webhook config.retryOnStatus[0]: 99 is not an HTTP status"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{"503"}}},
+       "webhook config.retryOnStatus[0]: \"503\" is not an HTTP status"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{503.5}}},
+       "webhook config.retryOnStatus[0]: 503.5 is not an HTTP status"},
+      {{{"url", "https://x"}, {"retryOnStatus", 503}},
+       "webhook config.retryOnStatus: expected an array of HTTP statuses"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{200}}},
+       "webhook config.retryOnStatus[0]: 200 is a success and is never retried"},
+      {{{"url", "https://x"}, {"retryOnStatus", JsonArray{500, 401}}},
+       "webhook config.retryOnStatus[1]: 401 always pauses the replicator"},
       {{{"url", "https://x"}, {"auth", {{"type", "digest"}}}}, "webhook config.auth.type"},
       {{{"url", "https://x"}, {"auth", {{"type", "bearer"}}}}, "webhook config.auth.token"},
       {{{"url", "https://x"}, {"auth", {{"type", "apikey"}}}}, "webhook config.auth.value"},
@@ -792,6 +865,59 @@ TEST_F(WebhookReplicationTest, BadRequestGoesToTheDeadLetterQueue) {
   EXPECT_EQ((*letters)[0].reason, "http_400");
   EXPECT_EQ((*letters)[0].change.id, "u1");
   EXPECT_EQ(sink_->Requests(path_).size(), 1u);
+}
+
+TEST_F(WebhookReplicationTest, RetryOnStatusNarrowsWhatIsRetried) {
+  auto plugin = Install({{"retryOnStatus", JsonArray{503}}, {"retryDelay", 50}});
+  // A 500 is not in the list: dead-lettered after its one attempt.
+  sink_->Script({Reply(500, {{"body", "boom"}})});
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  auto letters = plugin->ListDeadLetters("hook");
+  S3DB_ASSERT_OK(letters);
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].reason, "http_500");
+  EXPECT_EQ((*letters)[0].change.id, "u1");
+  EXPECT_EQ((*letters)[0].attempts, 1);
+  EXPECT_NE((*letters)[0].error.find("answered 500: boom"), std::string::npos)
+      << (*letters)[0].error;
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].at("status"), 500);
+
+  // A 503 is in the list: retried, then delivered.
+  sink_->Script({Reply(503), Reply(503)});
+  S3DB_ASSERT_OK(users_->Insert(Record("u2", "Bob")));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 4u);
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(Body(requests[i]).at("data").at("id"), "u2") << "request " << i;
+    EXPECT_EQ(requests[i].at("status"), i < 3 ? 503 : 200) << "request " << i;
+  }
+  auto stats = plugin->GetReplicatorStats("hook");
+  S3DB_ASSERT_OK(stats);
+  EXPECT_EQ(stats->delivered, 1u);
+  EXPECT_EQ(stats->dead_letter_count, 1u);
+}
+
+TEST_F(WebhookReplicationTest, ABadRetryOnStatusIsRefusedWithItsConfigPath) {
+  ReplicatorPluginOptions options;
+  ReplicatorConfig replicator;
+  replicator.id = "hook";
+  replicator.driver = "webhook";
+  replicator.resources.Add("users");
+  replicator.config = {{"url", sink_->Url(path_)}, {"retryOnStatus", JsonArray{503, 600}}};
+  options.replicators.push_back(std::move(replicator));
+  auto used = database_->UsePlugin(std::make_shared<ReplicatorPlugin>(std::move(options)));
+  ASSERT_FALSE(used.has_value());
+  EXPECT_EQ(used.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(used.error().message.find("replicators[0].config"), std::string::npos)
+      << used.error().message;
+  EXPECT_NE(used.error().message.find(
+                "retryOnStatus[1]: 600 is not an HTTP status (an integer 100-599)"),
+            std::string::npos)
+      << used.error().message;
 }
 
 TEST_F(WebhookReplicationTest, UnauthorizedPausesThenRecovers) {

@@ -99,14 +99,36 @@ Status ParseRetries(const JsonObject& config, WebhookOptions& options) {
   }
   if (const Json* statuses = config.if_contains("retryOnStatus");
       statuses != nullptr && !statuses->is_null()) {
-    if (!statuses->is_array()) return Invalid("retryOnStatus: expected an array of HTTP statuses");
-    options.retry_on_status.clear();
-    for (const Json& status : statuses->get_array()) {
-      if (!status.is_int64() || status.get_int64() < 100 || status.get_int64() > 599) {
-        return Invalid("retryOnStatus: " + ToJson(status) + " is not an HTTP status (100-599)");
-      }
-      options.retry_on_status.insert(static_cast<int>(status.get_int64()));
+    if (!statuses->is_array()) {
+      return Invalid("retryOnStatus: expected an array of HTTP statuses, e.g. [429, 500, 502, "
+                     "503, 504]");
     }
+    std::set<int> listed;
+    const JsonArray& array = statuses->get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const Json& status = array[i];
+      const std::string where = "retryOnStatus[" + std::to_string(i) + "]: ";
+      if (!status.is_int64() || status.get_int64() < 100 || status.get_int64() > 599) {
+        std::string shown = ToJson(status);
+        if (status.is_double()) {
+          char text[32];
+          std::snprintf(text, sizeof text, "%.17g", status.get_double());
+          shown = text;
+        }
+        return Invalid(where + shown + " is not an HTTP status (an integer 100-599)");
+      }
+      int code = static_cast<int>(status.get_int64());
+      if (code >= 200 && code < 300) {
+        return Invalid(where + std::to_string(code) +
+                       " is a success and is never retried; remove it");
+      }
+      if (code == 401 || code == 403) {
+        return Invalid(where + std::to_string(code) +
+                       " always pauses the replicator until the credentials work; remove it");
+      }
+      listed.insert(code);
+    }
+    options.retry_on_status = std::move(listed);
   }
   S3DB_ASSIGN_OR_RETURN(auto cap,
                         network::ReadInteger(config, "maxRetryAfter", kPath, 0, 86400000));
@@ -254,9 +276,11 @@ std::string SafeWebhookId(std::string_view id) {
   return "chg_" + net::Sha256Hex(id).substr(0, 40);
 }
 
-bool IsRetryableStatus(int status, const std::set<int>& extra) {
-  return status == 408 || status == 425 || status == 429 || status >= 500 ||
-         extra.count(status) > 0;
+// Without retryOnStatus: 1xx (never a final answer from a sane receiver), 408, 425, 429 and
+// every 5xx. With it: exactly the listed statuses.
+bool IsRetryableStatus(int status, const std::optional<std::set<int>>& configured) {
+  if (configured) return configured->count(status) > 0;
+  return status < 200 || status == 408 || status == 425 || status == 429 || status >= 500;
 }
 
 }  // namespace
@@ -421,7 +445,7 @@ DeliveryResult WebhookDriver::Classify(const Result<net::HttpResponse>& response
   std::string snippet = RedactSecrets(network::BodySnippet(response->body));
   if (!snippet.empty()) answered += ": " + snippet;
 
-  if (IsRetryableStatus(status, options_.retry_on_status) || status < 200) {
+  if (IsRetryableStatus(status, options_.retry_on_status)) {
     DeliveryResult result = DeliveryResult::Retryable(std::move(answered));
     std::string retry_after = response->Header("retry-after");
     if (!retry_after.empty()) {

@@ -3,8 +3,8 @@
 // "batchSize" changes. The engine owns retries; this driver classifies each response:
 //
 //   2xx                                   delivered
-//   408, 425, 429, 5xx, retryOnStatus     retryable, after the retryStrategy delay; with a
-//                                         Retry-After header (seconds or HTTP date) the whole
+//   retryOnStatus when given, else        retryable, after the retryStrategy delay; with a
+//   408, 425, 429 and 5xx                 Retry-After header (seconds or HTTP date) the whole
 //                                         replicator pauses for that long (capped)
 //   401, 403                              unauthorized: the engine pauses and probes
 //   other statuses (3xx unless redirects  permanent, reason "http_<status>" (dead letter)
@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -56,9 +57,10 @@ struct WebhookOptions {
   int retries = 3;                              // "retries": retryable failures before giving up
   std::chrono::milliseconds retry_delay{1000};  // "retryDelay": first retry delay; 0 = engine's
   WebhookRetryStrategy retry_strategy = WebhookRetryStrategy::kExponential;  // "retryStrategy"
-  // "retryOnStatus": statuses retried besides 408, 425, 429 and 5xx (default 429, 500, 502,
-  // 503, 504, which are retried anyway).
-  std::set<int> retry_on_status = {429, 500, 502, 503, 504};
+  // "retryOnStatus": when given, exactly the statuses that are retried (any other non-2xx
+  // status except 401/403 is permanent). Not given (nullopt): 408, 425, 429 and every 5xx,
+  // which covers the spec's default [429, 500, 502, 503, 504].
+  std::optional<std::set<int>> retry_on_status;
   // "auth": {"type": "bearer", "token"} | {"type": "basic", "username", "password"} |
   // {"type": "apikey", "header" (default X-API-Key), "value"}.
   WebhookAuthType auth_type = WebhookAuthType::kNone;

@@ -289,9 +289,18 @@ int main(int argc, char** argv) {
   const std::string suffix = std::to_string(::getpid());
   fmt::print("sqs bench: server {}, {} s per phase\n", endpoint, seconds);
 
-  Throughput standard = RunDriver(endpoint, sqs.CreateQueue("bench-" + suffix, false), seconds);
-  Throughput fifo = RunDriver(endpoint, sqs.CreateQueue("bench-" + suffix, true), seconds);
-  Latency live = RunLatency(sqs, sqs.CreateQueue("bench-live-" + suffix, false), seconds);
+  const std::vector<std::string> queues = {sqs.CreateQueue("bench-" + suffix, false),
+                                           sqs.CreateQueue("bench-" + suffix, true),
+                                           sqs.CreateQueue("bench-live-" + suffix, false)};
+  Throughput standard = RunDriver(endpoint, queues[0], seconds);
+  Throughput fifo = RunDriver(endpoint, queues[1], seconds);
+  Latency live = RunLatency(sqs, queues[2], seconds);
+  // The server is shared with the tests: drop the bench's queues and their messages.
+  for (const std::string& queue : queues) {
+    if (auto deleted = sqs.Call("DeleteQueue", {{"QueueUrl", queue}}); !deleted) {
+      fmt::print(stderr, "DeleteQueue {}: {}\n", queue, deleted.error().ToString());
+    }
+  }
 
   fmt::print("driver, standard queue  {:>8.0f} messages/s ({:.0f} requests/s, {} failed)\n",
              standard.messages_per_second, standard.requests_per_second, standard.failed);

@@ -46,25 +46,34 @@ std::string Env(const char* name) {
 
 double Seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
+// The sink's control endpoints, limited to the paths under `scope`, so that the bench never
+// clears the recorded requests or scripts of tests that share the sink.
 class Sink {
  public:
-  explicit Sink(std::string base) : base_(std::move(base)), client_(s3db::net::NewHttpClient()) {
+  Sink(std::string base, std::string scope)
+      : base_(std::move(base)), scope_(std::move(scope)), client_(s3db::net::NewHttpClient()) {
     while (!base_.empty() && base_.back() == '/') base_.pop_back();
   }
-  std::string Url(const std::string& path) const { return base_ + path; }
+  // `path` under the scope.
+  std::string Path(const std::string& path) const { return scope_ + path; }
+  std::string Url(const std::string& path) const { return base_ + Path(path); }
   bool Reset() {
-    s3db::net::HttpRequest request{.method = "POST", .url = base_ + "/__reset"};
+    s3db::net::HttpRequest request{.method = "POST",
+                                   .url = base_ + "/__reset",
+                                   .headers = {{"Content-Type", "application/json"}},
+                                   .body = s3db::ToJson(JsonObject{{"path", scope_}})};
     auto response = client_->Send(request);
     return response && response->status == 200;
   }
   s3db::Result<Json> Requests() {
-    auto response = client_->Send({.url = base_ + "/__requests"});
+    auto response = client_->Send({.url = base_ + "/__requests?path=" + scope_});
     if (!response) return tl::unexpected(response.error());
     return s3db::ParseJson(response->body);
   }
 
  private:
   std::string base_;
+  std::string scope_;
   std::unique_ptr<s3db::net::HttpClient> client_;
 };
 
@@ -220,7 +229,7 @@ Latency RunLatency(Sink& sink, const std::string& path, bool batch, int seconds)
   std::vector<double> values;
   if (requests && requests->is_array()) {
     for (const Json& request : requests->get_array()) {
-      if (request.at("path").get_string() != path) continue;
+      if (request.at("path").get_string() != sink.Path(path)) continue;
       ++latency.requests;
       auto received = s3db::formats::ParseIso8601Micros(request.at("time").get_string());
       auto body = s3db::ParseJsonObject(request.at("body").get_string());
@@ -262,7 +271,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int seconds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
-  Sink sink(base);
+  Sink sink(base, "/bench-" + std::to_string(::getpid()));
   if (!sink.Reset()) {
     fmt::print(stderr, "the sink at {} does not answer POST /__reset\n", base);
     return 2;

@@ -772,9 +772,16 @@ class WebhookReplicationTest : public WebhookDriverTest {
     WebhookDriverTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     RegisterWebhookDriver();
+    database_url_ = "memory://webhook-" + testing::UniqueToken();
+    ASSERT_NO_FATAL_FAILURE(Open());
+  }
+
+  // Opens (or, after Close, reopens) the database and its users resource; the memory:// store
+  // and the state folder outlive a close, as a bucket and a disk would.
+  void Open() {
     DatabaseOptions options;
     options.state_dir = state_.str();
-    auto database = Database::Connect("memory://webhook-" + testing::UniqueToken(), options);
+    auto database = Database::Connect(database_url_, options);
     ASSERT_TRUE(database.has_value()) << database.error().ToString();
     database_ = std::move(*database);
     ResourceDefinition users;
@@ -813,6 +820,7 @@ class WebhookReplicationTest : public WebhookDriverTest {
   }
 
   testing::TempDir state_;
+  std::string database_url_;
   std::unique_ptr<Database> database_;
   Resource* users_ = nullptr;
 };
@@ -968,6 +976,70 @@ TEST_F(WebhookReplicationTest, RetryAfterPausesThenTrafficResumes) {
   auto stats = plugin->GetReplicatorStats("hook");
   EXPECT_EQ(stats->delivered, 2u);
   EXPECT_EQ(stats->state, ReplicatorState::kRunning);
+}
+
+TEST_F(WebhookReplicationTest, RetryAfterHttpDatePausesThenTrafficResumes) {
+  auto plugin = Install({});
+  // An HTTP date 2 s ahead: with its whole-second precision the pause is 1 to 2 s.
+  std::string date = HttpDate(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  sink_->Script({Reply(429, {{"headers", {{"Retry-After", date}}}})});
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  ASSERT_EQ(sink_->WaitForRequests(path_, 1).size(), 1u);
+  auto stats = plugin->GetReplicatorStats("hook");
+  for (int i = 0; i < 50 && stats && stats->state != ReplicatorState::kPaused; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+    stats = plugin->GetReplicatorStats("hook");
+  }
+  S3DB_ASSERT_OK(stats);
+  EXPECT_EQ(stats->state, ReplicatorState::kPaused);
+  EXPECT_EQ(stats->pause_reason, "throttled");
+  S3DB_ASSERT_OK(users_->Insert(Record("u2", "Bob")));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].at("status"), 429);
+  auto paused_at = formats::ParseIso8601Micros(requests[0].at("time").get_string());
+  ASSERT_TRUE(paused_at.has_value());
+  for (std::size_t i = 1; i < requests.size(); ++i) {
+    EXPECT_EQ(requests[i].at("status"), 200);
+    auto sent_at = formats::ParseIso8601Micros(requests[i].at("time").get_string());
+    ASSERT_TRUE(sent_at.has_value());
+    EXPECT_GE(*sent_at - *paused_at, 900000) << "request " << i;
+    EXPECT_LT(*sent_at - *paused_at, 10000000) << "request " << i;
+  }
+  stats = plugin->GetReplicatorStats("hook");
+  EXPECT_EQ(stats->delivered, 2u);
+  EXPECT_EQ(stats->dead_letter_count, 0u);
+}
+
+TEST_F(WebhookReplicationTest, TheWebhookIdOfAChangeSurvivesARestart) {
+  const std::string secret = "restart-signing-secret";
+  // A long retryDelay: the retry happens after the restart, not before.
+  JsonObject config{{"signingSecret", secret}, {"retryDelay", 60000}};
+  auto plugin = Install(config);
+  sink_->Script({Reply(500)});
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  ASSERT_EQ(sink_->WaitForRequests(path_, 1).size(), 1u);
+  S3DB_ASSERT_OK(database_->Close());
+  plugin.reset();
+  database_.reset();
+
+  ASSERT_NO_FATAL_FAILURE(Open());
+  plugin = Install(config);
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].at("status"), 500);
+  EXPECT_EQ(requests[1].at("status"), 200);
+  std::string id = Header(requests[0], "webhook-id");
+  EXPECT_EQ(id.rfind("users:u1:", 0), 0u) << id;
+  EXPECT_EQ(Header(requests[1], "webhook-id"), id);
+  EXPECT_EQ(requests[0].at("body"), requests[1].at("body"));
+  for (const auto& request : requests) {
+    EXPECT_EQ(Header(request, "webhook-signature"),
+              StandardWebhookSignature(secret, id, Header(request, "webhook-timestamp"),
+                                       request.at("body").get_string()));
+  }
 }
 
 TEST_F(WebhookReplicationTest, ExponentialRetriesAreSpacedByRetryDelay) {

@@ -58,6 +58,12 @@ bool IsRetryableStartError(ErrorCode code) {
          code == ErrorCode::kUnauthorized;
 }
 
+// A driver that cannot start because its credentials are refused pauses as "unauthorized",
+// like a delivery that is refused; any other start failure as "unavailable".
+std::string StartPauseReason(ErrorCode code) {
+  return code == ErrorCode::kUnauthorized ? "unauthorized" : "unavailable";
+}
+
 }  // namespace
 
 Dispatcher::Dispatcher(DispatcherConfig config, const EngineContext& context,
@@ -100,12 +106,15 @@ Status Dispatcher::Start() {
       ReplicatorError error;
       error.message = "Failed to replicate to " + config_.driver_name + ": " +
                       RedactSecrets(started.error().message);
-      error.description = "The target could not be reached at start; the replicator retries "
-                          "in the background and keeps every change until it succeeds.";
+      error.description =
+          std::string(started.error().code == ErrorCode::kUnauthorized
+                          ? "The target refused the credentials at start"
+                          : "The target could not be reached at start") +
+          "; the replicator retries in the background and keeps every change until it succeeds.";
       error.context["replicator"] = config_.id;
       error.context["driver"] = config_.driver_name;
       RecordError(std::move(error));
-      Pause("unavailable", PauseBackoff(++start_attempts_));
+      Pause(StartPauseReason(started.error().code), PauseBackoff(++start_attempts_));
     }
   }
   stopping_.store(false);
@@ -160,7 +169,7 @@ bool Dispatcher::StartDriver() {
   error.context["replicator"] = config_.id;
   error.context["driver"] = config_.driver_name;
   RecordError(std::move(error));
-  Pause("unavailable", PauseBackoff(++start_attempts_));
+  Pause(StartPauseReason(started.error().code), PauseBackoff(++start_attempts_));
   return false;
 }
 

@@ -367,6 +367,9 @@ class PostgresqlDriverTest : public ::testing::Test {
   void TearDown() override {
     if (!client_ || !client_->ok()) return;
     client_->Query("DROP SCHEMA IF EXISTS " + postgresql::QuoteIdentifier(schema_) + " CASCADE");
+    for (const std::string& schema : extra_schemas_) {
+      client_->Query("DROP SCHEMA IF EXISTS " + postgresql::QuoteIdentifier(schema) + " CASCADE");
+    }
   }
 
   JsonObject Config(JsonObject extra = {}) {
@@ -441,6 +444,7 @@ class PostgresqlDriverTest : public ::testing::Test {
 
   std::string url_;
   std::string schema_;
+  std::vector<std::string> extra_schemas_;  // dropped with schema_
   std::unique_ptr<PgClient> client_;
   std::map<std::string, JsonObject> definitions_;
 };
@@ -1112,6 +1116,76 @@ TEST_F(PostgresqlDriverTest, ReplicatesThroughThePluginEndToEnd) {
   S3DB_EXPECT_OK((*database)->Close());
 }
 
+// A memory:// database with a "users" resource whose changes the ReplicatorPlugin sends to
+// PostgreSQL (replicator id "pg").
+struct Pipeline {
+  testing::TempDir state;
+  std::unique_ptr<Database> database;
+  Resource* users = nullptr;
+  std::shared_ptr<ReplicatorPlugin> plugin;
+
+  // `attributes` of users; `mapping` of the replicator; `config` of the driver. With
+  // `enabled` false the replicator waits for EnableReplicator, so that changes written
+  // before then reach the driver as one batch.
+  static std::unique_ptr<Pipeline> Open(std::string_view attributes, ResourceMapping mapping,
+                                        JsonObject config, bool enabled = true,
+                                        int max_backoff_ms = 50) {
+    auto pipeline = std::make_unique<Pipeline>();
+    DatabaseOptions database_options;
+    database_options.state_dir = pipeline->state.str();
+    auto database = Database::Open(NewMemoryStore(), database_options);
+    EXPECT_TRUE(database) << database.error().ToString();
+    if (!database) return nullptr;
+    pipeline->database = std::move(*database);
+    ResourceDefinition users;
+    users.name = "users";
+    users.attributes = Object(attributes);
+    auto resource = pipeline->database->CreateResource(users);
+    EXPECT_TRUE(resource) << resource.error().ToString();
+    if (!resource) return nullptr;
+    pipeline->users = *resource;
+
+    ReplicatorPluginOptions options;
+    options.linger_ms = 1;
+    options.retry_base_ms = 5;
+    options.max_backoff_ms = max_backoff_ms;
+    ReplicatorConfig replicator;
+    replicator.id = "pg";
+    replicator.driver = "postgresql";
+    replicator.resources = std::move(mapping);
+    replicator.config = std::move(config);
+    replicator.enabled = enabled;
+    options.replicators.push_back(std::move(replicator));
+    pipeline->plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+    auto used = pipeline->database->UsePlugin(pipeline->plugin);
+    EXPECT_TRUE(used) << used.error().ToString();
+    if (!used) return nullptr;
+    return pipeline;
+  }
+
+  ReplicatorStats Stats() const {
+    auto stats = plugin->GetReplicatorStats("pg");
+    EXPECT_TRUE(stats) << stats.error().ToString();
+    return stats ? *stats : ReplicatorStats{};
+  }
+
+  // Polls the stats until `done` holds or `timeout` passes; returns the last stats.
+  template <typename Predicate>
+  ReplicatorStats WaitForStats(Predicate done, std::chrono::milliseconds timeout = 20s) const {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    ReplicatorStats stats = Stats();
+    while (!done(stats) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+      stats = Stats();
+    }
+    return stats;
+  }
+
+  ~Pipeline() {
+    if (database) (void)database->Close();
+  }
+};
+
 // A PostgreSQL cluster of this test's own, in a temporary folder, on a free port.
 class PrivatePostgres {
  public:
@@ -1302,6 +1376,235 @@ TEST_F(PostgresqlDriverTest, AWrongPasswordPausesWithAClearMessageAndNoSecret) {
   ExpectAllDelivered(delivered);
   EXPECT_EQ(client_->Scalar("SELECT count(*) FROM " + Table("t")), "1");
   client_.reset();
+}
+
+TEST_F(PostgresqlDriverTest, AWrongPasswordPausesThePluginUntilTheServerAcceptsIt) {
+  std::string why;
+  auto server = PrivatePostgres::Start(&why, "right-pw-4417");
+  if (!server) {
+    if (testing::InCi()) FAIL() << "cannot start a private PostgreSQL: " << why;
+    GTEST_SKIP() << "cannot start a private PostgreSQL: " << why;
+  }
+  url_ = server->url("wrong-pw-8830");
+  auto pipeline =
+      Pipeline::Open(R"({"name":"string","age":"integer"})",
+                     std::move(ResourceMapping().Add("users", "people")), Config(), true, 200);
+  ASSERT_TRUE(pipeline);
+  Resource& users = *pipeline->users;
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u1","name":"Ana","age":41})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u2","name":"Bo","age":7})")));
+
+  // Paused as unauthorized, with the server's reason and the fix, without the password.
+  ReplicatorStats paused = pipeline->WaitForStats([](const ReplicatorStats& stats) {
+    return stats.state == ReplicatorState::kPaused && stats.last_error.has_value();
+  });
+  ASSERT_EQ(paused.state, ReplicatorState::kPaused);
+  EXPECT_EQ(paused.pause_reason, "unauthorized");
+  ASSERT_TRUE(paused.last_error.has_value());
+  const std::string& message = paused.last_error->message;
+  EXPECT_NE(message.find("password authentication failed for user \"postgres\""),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("fix the user or password in config.connectionString"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("postgresql://postgres:***@127.0.0.1:"), std::string::npos) << message;
+  EXPECT_EQ(message.find("wrong-pw-8830"), std::string::npos) << message;
+  EXPECT_NE(paused.last_error->description.find("refused the credentials"), std::string::npos)
+      << paused.last_error->description;
+
+  // Changes written while paused are kept; the probes go on, nothing is dead-lettered.
+  ASSERT_TRUE(users.Update("u1", Object(R"({"age":42})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u3","name":"Cy","age":3})")));
+  S3DB_ASSERT_OK(users.Delete("u2"));
+  std::this_thread::sleep_for(600ms);
+  ReplicatorStats still = pipeline->Stats();
+  EXPECT_EQ(still.state, ReplicatorState::kPaused);
+  EXPECT_EQ(still.pause_reason, "unauthorized");
+  EXPECT_EQ(still.delivered, 0u);
+  EXPECT_EQ(still.dead_letter_count, 0u);
+  EXPECT_EQ(still.lag_changes, 5u);
+
+  // The server now accepts the configured password: the replicator resumes by itself.
+  {
+    PgClient admin(server->url("right-pw-4417"));
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    admin.Query("ALTER ROLE postgres PASSWORD 'wrong-pw-8830'");
+  }
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(30s));
+  client_ = std::make_unique<PgClient>(url_);
+  ASSERT_TRUE(client_->ok()) << client_->error();
+  EXPECT_EQ(Count("people"), "2");
+  EXPECT_EQ(Value("people", "age", "u1"), "42");
+  EXPECT_EQ(Value("people", "name", "u3"), "Cy");
+  EXPECT_EQ(Value("people", "name", "u2"), std::nullopt);
+  ReplicatorStats after = pipeline->Stats();
+  EXPECT_EQ(after.state, ReplicatorState::kRunning);
+  EXPECT_EQ(after.dead_letter_count, 0u);
+  EXPECT_EQ(after.lag_changes, 0u);
+  auto letters = pipeline->plugin->ListDeadLetters("pg");
+  S3DB_ASSERT_OK(letters);
+  EXPECT_TRUE(letters->empty());
+  pipeline.reset();
+  client_.reset();  // its schema goes with the private cluster
+}
+
+TEST_F(PostgresqlDriverTest, ASchemaMismatchIsDeadLetteredWhileItsBatchIsDelivered) {
+  // An existing table whose "ref" column cannot take what the source allows (any string).
+  client_->Query("CREATE SCHEMA " + postgresql::QuoteIdentifier(schema_));
+  client_->Query("CREATE TABLE " + Table("people") +
+                 " (id text PRIMARY KEY, name text, ref uuid)");
+  auto pipeline =
+      Pipeline::Open(R"({"name":"string","ref":"string|optional:true"})",
+                     std::move(ResourceMapping().Add("users", "people")), Config(), false);
+  ASSERT_TRUE(pipeline);
+  Resource& users = *pipeline->users;
+  ASSERT_TRUE(users.Insert(
+      Object(R"({"id":"u1","name":"Ana","ref":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u2","name":"Bo","ref":"not-a-uuid"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u3","name":"Cy"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u4","name":"Di"})")));
+  S3DB_ASSERT_OK(pipeline->plugin->EnableReplicator("pg"));
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(20s));
+
+  auto letters = pipeline->plugin->ListDeadLetters("pg");
+  S3DB_ASSERT_OK(letters);
+  ASSERT_EQ(letters->size(), 1u);
+  const DeadLetter& letter = (*letters)[0];
+  EXPECT_EQ(letter.reason, "schema_mismatch");
+  EXPECT_EQ(letter.change.id, "u2");
+  EXPECT_EQ(letter.destination, "people");
+  EXPECT_EQ(letter.attempts, 1);
+  // The server's own words, its SQLSTATE and the column.
+  EXPECT_NE(letter.error.find("invalid input syntax for type uuid: \"not-a-uuid\""),
+            std::string::npos)
+      << letter.error;
+  EXPECT_NE(letter.error.find("22P02"), std::string::npos) << letter.error;
+
+  EXPECT_EQ(Count("people"), "3");
+  EXPECT_EQ(Value("people", "name", "u1"), "Ana");
+  EXPECT_EQ(Value("people", "ref", "u1"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+  EXPECT_EQ(Value("people", "name", "u3"), "Cy");
+  EXPECT_EQ(Value("people", "name", "u4"), "Di");
+  EXPECT_EQ(Value("people", "name", "u2"), std::nullopt);
+  ReplicatorStats stats = pipeline->Stats();
+  EXPECT_EQ(stats.state, ReplicatorState::kRunning);
+  EXPECT_EQ(stats.dead_letter_count, 1u);
+  EXPECT_EQ(stats.delivered, 3u);
+  // One batch: the server refused it, the driver wrote it again change by change.
+  EXPECT_EQ(stats.driver_counters["batches"], 1u);
+  EXPECT_EQ(stats.driver_counters["row_by_row_fallbacks"], 1u);
+
+  // The replicator goes on.
+  ASSERT_TRUE(users.Update("u1", Object(R"({"name":"Ana B"})")));
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(20s));
+  EXPECT_EQ(Value("people", "name", "u1"), "Ana B");
+  EXPECT_EQ(pipeline->Stats().dead_letter_count, 1u);
+}
+
+TEST_F(PostgresqlDriverTest, ATransformAndInsertOnlyActionsShapeTheTable) {
+  Destination destination;
+  destination.resource = "people";
+  destination.actions = {Action::kInsert};
+  destination.transform = [](const JsonObject& data) -> std::optional<JsonObject> {
+    JsonObject out;
+    out["display_name"] = "Dr. " + std::string(data.at("name").as_string());
+    out["age_next_year"] = data.at("age").to_number<std::int64_t>() + 1;
+    return out;
+  };
+  auto pipeline = Pipeline::Open(R"({"name":"string","age":"integer","secret":"string"})",
+                                 std::move(ResourceMapping().Add("users", destination)), Config());
+  ASSERT_TRUE(pipeline);
+  Resource& users = *pipeline->users;
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u1","name":"Ana","age":41,"secret":"s1"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u2","name":"Bo","age":7,"secret":"s2"})")));
+  ASSERT_TRUE(users.Update("u1", Object(R"({"age":50})")));
+  S3DB_ASSERT_OK(users.Delete("u2"));
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(20s));
+
+  // Only the transform's fields, typed by their values; the source's attributes are not used.
+  auto types = ColumnTypes("people");
+  std::string listed;
+  for (const auto& [column, type] : types) listed += column + ": " + type + "; ";
+  EXPECT_EQ(types.size(), 4u) << listed;
+  EXPECT_EQ(types["id"], "text not null");
+  EXPECT_EQ(types["display_name"], "text");
+  EXPECT_EQ(types["age_next_year"], "bigint");
+  EXPECT_EQ(types.count("secret"), 0u);
+  EXPECT_EQ(types.count("name"), 0u);
+  // Inserts only: the update and the delete were filtered.
+  EXPECT_EQ(Count("people"), "2");
+  EXPECT_EQ(Value("people", "display_name", "u1"), "Dr. Ana");
+  EXPECT_EQ(Value("people", "age_next_year", "u1"), "42");
+  EXPECT_EQ(Value("people", "age_next_year", "u2"), "8");
+  ReplicatorStats stats = pipeline->Stats();
+  EXPECT_EQ(stats.delivered, 2u);
+  EXPECT_EQ(stats.filtered, 2u);
+  EXPECT_EQ(stats.dead_letter_count, 0u);
+}
+
+TEST_F(PostgresqlDriverTest, ADestinationSchemaAndTableOptionPlaceTheRows) {
+  const std::string other = schema_ + "_other";
+  extra_schemas_.push_back(other);
+  auto mapping = ResourceMapping::FromJson(
+      Json(Object(R"({"users":["people",{"table":"people_copy","schema":")" + other +
+                  R"(","actions":["insert","delete"]}]})")),
+      "replicators[0].resources");
+  ASSERT_TRUE(mapping) << mapping.error().ToString();
+  auto pipeline =
+      Pipeline::Open(R"({"name":"string"})", std::move(*mapping), Config());
+  ASSERT_TRUE(pipeline);
+  Resource& users = *pipeline->users;
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u1","name":"Ana"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u2","name":"Bo"})")));
+  ASSERT_TRUE(users.Update("u1", Object(R"({"name":"Ana B"})")));
+  S3DB_ASSERT_OK(users.Delete("u2"));
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(20s));
+
+  // The first destination: config.schema, table named after the destination.
+  EXPECT_EQ(Count("people"), "1");
+  EXPECT_EQ(Value("people", "name", "u1"), "Ana B");
+  // The second: its own schema (created), its own table name, inserts and deletes only.
+  std::string copy = postgresql::QualifiedName(other, "people_copy");
+  EXPECT_EQ(client_->Scalar("SELECT count(*) FROM " + copy), "1");
+  EXPECT_EQ(client_->Scalar("SELECT name FROM " + copy + " WHERE id = 'u1'"), "Ana");
+  EXPECT_EQ(client_->Scalar("SELECT to_regclass($1) IS NULL", {Table("people_copy")}), "t");
+  EXPECT_EQ(client_->Scalar("SELECT to_regclass($1) IS NULL",
+                            {postgresql::QualifiedName(other, "people")}),
+            "t");
+  // The other schema got its own tombstone for the delete.
+  EXPECT_EQ(client_->Scalar("SELECT count(*) FROM " +
+                                postgresql::QualifiedName(other, "_s3db_tombstones") +
+                                " WHERE table_name = 'people_copy' AND id = 'u2'"),
+            "1");
+  EXPECT_EQ(pipeline->Stats().dead_letter_count, 0u);
+}
+
+TEST_F(PostgresqlDriverTest, WithoutASchemaOptionTablesGoToTheDefaultSchema) {
+  // No "schema" anywhere: the connection's current_schema(), public on a fresh database.
+  const std::string table = schema_ + "_people";
+  auto pipeline = Pipeline::Open(R"({"name":"string"})",
+                                 std::move(ResourceMapping().Add("users", table)),
+                                 JsonObject{{"connectionString", url_}});
+  ASSERT_TRUE(pipeline);
+  ASSERT_EQ(client_->Scalar("SELECT current_schema()"), "public");
+  Resource& users = *pipeline->users;
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u1","name":"Ana"})")));
+  ASSERT_TRUE(users.Insert(Object(R"({"id":"u2","name":"Bo"})")));
+  S3DB_ASSERT_OK(users.Delete("u2"));
+  S3DB_ASSERT_OK(pipeline->plugin->WaitIdle(20s));
+  std::string qualified = postgresql::QualifiedName("public", table);
+  EXPECT_EQ(client_->Scalar("SELECT count(*) FROM " + qualified), "1");
+  EXPECT_EQ(client_->Scalar("SELECT name FROM " + qualified + " WHERE id = 'u1'"), "Ana");
+  EXPECT_EQ(client_->Scalar("SELECT count(*) FROM public._s3db_tombstones "
+                            "WHERE table_name = $1 AND id = 'u2'",
+                            {table}),
+            "1");
+  EXPECT_EQ(client_->Scalar("SELECT to_regnamespace($1) IS NULL", {schema_}), "t");
+  EXPECT_EQ(pipeline->Stats().dead_letter_count, 0u);
+  pipeline.reset();
+  client_->Query("DROP TABLE " + qualified);
+  client_->Query("DELETE FROM public._s3db_tombstones WHERE table_name = $1", {table});
 }
 
 }  // namespace

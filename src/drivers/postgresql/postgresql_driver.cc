@@ -623,6 +623,19 @@ PostgresqlDriver::Stats PostgresqlDriver::stats() const {
   return stats_;
 }
 
+std::map<std::string, std::uint64_t> PostgresqlDriver::Counters() const {
+  Stats stats = this->stats();
+  return {{"batches", stats.batches},
+          {"rows_upserted", stats.rows_upserted},
+          {"rows_deleted", stats.rows_deleted},
+          {"changes_collapsed", stats.changes_collapsed},
+          {"nul_characters_stripped", stats.nul_characters_stripped},
+          {"row_by_row_fallbacks", stats.row_by_row_fallbacks},
+          {"connections_opened", stats.connections_opened},
+          {"columns_added", stats.columns_added},
+          {"tables_created", stats.tables_created}};
+}
+
 std::optional<DeliveryResult> PostgresqlDriver::EnsureSchema(const std::string& schema,
                                                              Deadline deadline) {
   if (ready_schemas_.count(schema) != 0) return std::nullopt;

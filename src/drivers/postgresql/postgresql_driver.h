@@ -102,6 +102,10 @@ class PostgresqlDriver final : public Driver {
 
   Stats stats() const;
 
+  // The Stats above by name ("batches", "row_by_row_fallbacks", ...), for the replicator's
+  // ReplicatorStats::driver_counters.
+  std::map<std::string, std::uint64_t> Counters() const override;
+
  private:
   using TableInfo = postgresql::TableInfo;
   using TablePlan = postgresql::TablePlan;

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -108,13 +110,60 @@ std::vector<std::string> KeyFragments() {
   return fragments;
 }
 
-void ExpectNoSecret(const std::string& text) {
+void ExpectNoSecret(const std::string& text, const JsonObject* user_credentials = nullptr) {
+  if (user_credentials != nullptr) {
+    for (const char* secret : {"client_secret", "refresh_token"}) {
+      std::string value = Text(*user_credentials, secret);
+      ASSERT_FALSE(value.empty());
+      EXPECT_EQ(text.find(value), std::string::npos) << secret << " leaked: " << text;
+    }
+  }
   EXPECT_EQ(text.find("PRIVATE KEY"), std::string::npos) << text;
   EXPECT_EQ(text.find("ya29."), std::string::npos) << text;
   for (const std::string& fragment : KeyFragments()) {
     EXPECT_EQ(text.find(fragment), std::string::npos) << text;
   }
 }
+
+// Sets (value) or removes (nullptr) an environment variable until the end of the scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const char* value) : name_(std::move(name)) {
+    if (const char* old = std::getenv(name_.c_str())) old_ = std::string(old);
+    Set(value);
+  }
+  ~ScopedEnv() { Set(old_ ? old_->c_str() : nullptr); }
+  void Set(const char* value) {
+    if (value != nullptr) {
+      ::setenv(name_.c_str(), value, 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+// Application Default Credentials sources pointed at an empty private folder: no
+// GOOGLE_APPLICATION_CREDENTIALS, no CLOUDSDK_CONFIG, HOME without a gcloud folder.
+struct IsolatedDefaults {
+  testing::TempDir dir;
+  ScopedEnv variable{"GOOGLE_APPLICATION_CREDENTIALS", nullptr};
+  ScopedEnv cloudsdk{"CLOUDSDK_CONFIG", nullptr};
+  ScopedEnv home{"HOME", dir.str().c_str()};
+
+  // Writes `content` to a file under the private folder and returns its path.
+  std::string Write(const std::string& name, const JsonObject& content) {
+    std::filesystem::path path = std::filesystem::path(dir.str()) / name;
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << ToJson(content);
+    return path.string();
+  }
+};
 
 class BigqueryTest : public ::testing::Test {
  protected:
@@ -132,6 +181,36 @@ class BigqueryTest : public ::testing::Test {
     config["jobPollIntervalMs"] = 5;
     for (auto& [key, value] : extra) config[key] = value;
     return config;
+  }
+
+  // A driver for exactly `config` (no defaults added), on the fake's clock.
+  std::unique_ptr<BigqueryDriver> DriverFor(const JsonObject& config) {
+    auto options = ParseBigqueryOptions(config);
+    EXPECT_TRUE(options.has_value()) << options.error().ToString();
+    if (!options) return nullptr;
+    options->clock = [this] { return fake_.Now(); };
+    DriverContext context;
+    context.replicator_id = "bq-test";
+    return std::make_unique<BigqueryDriver>(std::move(*options), std::move(context));
+  }
+
+  // Config() without "credentials": the driver looks for Application Default Credentials.
+  JsonObject ConfigWithoutCredentials(JsonObject extra = {}) {
+    JsonObject config = Config(std::move(extra));
+    config.erase("credentials");
+    return config;
+  }
+
+  // Starts `driver`, delivers two inserts and checks that they arrived.
+  void ExpectRowsArrive(BigqueryDriver& driver, const std::string& table) {
+    S3DB_ASSERT_OK(driver.Start());
+    auto results = driver.Deliver(Batch{Item("u1", 1, Action::kInsert, {{"name", "Ann"}}, table),
+                                        Item("u2", 1, Action::kInsert, {{"name", "Bob"}}, table)},
+                                  10s);
+    for (const auto& result : results) {
+      EXPECT_EQ(result.outcome, Outcome::kDelivered) << result.error;
+    }
+    EXPECT_EQ(Rows(table).size(), 2u);
   }
 
   std::unique_ptr<BigqueryDriver> Driver(JsonObject extra = {}, DriverContext context = {}) {
@@ -213,12 +292,13 @@ TEST_F(BigqueryTest, ParsesEveryOption) {
   EXPECT_EQ(options->max_rows_per_request, 250u);
   EXPECT_EQ(options->max_request_bytes, 100000u);
   EXPECT_EQ(options->job_poll_interval, 50ms);
-  EXPECT_EQ(options->key.client_email, "replicator@test-project.iam.gserviceaccount.com");
+  EXPECT_EQ(options->credentials.client_email, "replicator@test-project.iam.gserviceaccount.com");
 }
 
 TEST_F(BigqueryTest, DefaultsAreStreamingChangelogWithTheKeysProject) {
   JsonObject config;
   config["credentials"] = fake_.ServiceAccountKey("from-the-key");
+  config["datasetId"] = kDataset;
   auto options = ParseBigqueryOptions(config);
   ASSERT_TRUE(options.has_value()) << options.error().ToString();
   EXPECT_EQ(options->project_id, "from-the-key");
@@ -265,9 +345,8 @@ TEST_F(BigqueryTest, RefusesBadConfigsNamingTheOption) {
 }
 
 TEST_F(BigqueryTest, CredentialsComeInlineAsTextFromAFileOrFromTheEnvironment) {
-  testing::TempDir dir;
-  std::string path = dir.str() + "/key.json";
-  std::ofstream(path) << ToJson(fake_.ServiceAccountKey());
+  IsolatedDefaults defaults;
+  std::string path = defaults.Write("key.json", fake_.ServiceAccountKey());
   std::string text = ToJson(fake_.ServiceAccountKey());
 
   for (const Json& credentials : {Json(text), Json(path)}) {
@@ -275,40 +354,294 @@ TEST_F(BigqueryTest, CredentialsComeInlineAsTextFromAFileOrFromTheEnvironment) {
     config["credentials"] = credentials;
     auto options = ParseBigqueryOptions(config);
     ASSERT_TRUE(options.has_value()) << options.error().ToString();
-    EXPECT_EQ(options->key.private_key_pem, FakeBigQuery::PrivateKeyPem());
+    EXPECT_EQ(options->credentials.private_key_pem, FakeBigQuery::PrivateKeyPem());
   }
 
-  ::setenv("GOOGLE_APPLICATION_CREDENTIALS", path.c_str(), 1);
-  for (bool empty_object : {false, true}) {
-    JsonObject config = Config();
-    if (empty_object) {
-      config["credentials"] = JsonObject{};
-    } else {
-      config.erase("credentials");
-    }
+  defaults.variable.Set(path.c_str());
+  for (const Json& not_given : {Json(nullptr), Json(JsonObject{}), Json("")}) {
+    JsonObject config = ConfigWithoutCredentials();
+    if (!not_given.is_null()) config["credentials"] = not_given;
     auto options = ParseBigqueryOptions(config);
     ASSERT_TRUE(options.has_value()) << options.error().ToString();
-    EXPECT_EQ(options->key.origin, "GOOGLE_APPLICATION_CREDENTIALS file '" + path + "'");
-    auto driver = Driver();
-    S3DB_EXPECT_OK(driver->Start());
+    EXPECT_EQ(options->credentials.origin, "GOOGLE_APPLICATION_CREDENTIALS file '" + path + "'");
   }
-  ::unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
-  JsonObject config = Config();
-  config.erase("credentials");
-  auto missing = ParseBigqueryOptions(config);
+  defaults.variable.Set(nullptr);
+  auto missing = ParseBigqueryOptions(ConfigWithoutCredentials());
   ASSERT_FALSE(missing.has_value());
-  EXPECT_NE(missing.error().message.find("GOOGLE_APPLICATION_CREDENTIALS"), std::string::npos);
+  EXPECT_EQ(missing.error().code, ErrorCode::kInvalidArgument);
+  for (const char* source :
+       {"GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login",
+        "application_default_credentials.json"}) {
+    EXPECT_NE(missing.error().message.find(source), std::string::npos) << missing.error().message;
+  }
+  // A variable naming a missing file is an error naming it (the well-known file is not tried).
+  defaults.variable.Set("/no/such/key.json");
+  auto unreadable = ParseBigqueryOptions(ConfigWithoutCredentials());
+  ASSERT_FALSE(unreadable.has_value());
+  EXPECT_NE(
+      unreadable.error().message.find("GOOGLE_APPLICATION_CREDENTIALS file '/no/such/key.json'"),
+      std::string::npos)
+      << unreadable.error().message;
+}
+
+TEST_F(BigqueryTest, GoogleApplicationCredentialsKeyFileSignsTheTokenExchange) {
+  IsolatedDefaults defaults;
+  JsonObject key = fake_.ServiceAccountKey();
+  key["private_key_id"] = "key-from-the-variable";
+  defaults.variable.Set(defaults.Write("sa/key.json", key).c_str());
+
+  // No inline credentials: the driver reads the file, signs the JWT with its key and the fake
+  // verifies the signature against the test key's public key before it issues a token.
+  auto driver = DriverFor(ConfigWithoutCredentials());
+  ASSERT_NE(driver, nullptr);
+  ExpectRowsArrive(*driver, "users");
+  auto grants = fake_.token_grants();
+  ASSERT_EQ(grants.size(), 1u);
+  EXPECT_EQ(grants[0].grant_type, "urn:ietf:params:oauth:grant-type:jwt-bearer");
+  EXPECT_EQ(grants[0].key_id, "key-from-the-variable");
+  EXPECT_EQ(grants[0].subject, Text(key, "client_email"));
+  EXPECT_TRUE(grants[0].accepted) << grants[0].error;
+
+  // The same variable naming a key signed by another private key: the fake's signature check
+  // refuses it, and Start says so.
+  defaults.variable.Set(
+      defaults.Write("sa/other.json", fake_.UntrustedServiceAccountKey()).c_str());
+  auto refused = DriverFor(ConfigWithoutCredentials());
+  ASSERT_NE(refused, nullptr);
+  auto started = refused->Start();
+  ASSERT_FALSE(started.has_value());
+  EXPECT_EQ(started.error().code, ErrorCode::kUnauthorized);
+  EXPECT_NE(started.error().message.find("Invalid JWT Signature"), std::string::npos)
+      << started.error().message;
+  grants = fake_.token_grants();
+  ASSERT_EQ(grants.size(), 2u);
+  EXPECT_FALSE(grants[1].accepted);
+  EXPECT_EQ(grants[1].key_id, "fake-key-unknown");
+}
+
+// The refresh-token grants the fake accepted, by client_id.
+int AcceptedRefreshGrants(const FakeBigQuery& fake) {
+  int count = 0;
+  for (const auto& grant : fake.token_grants()) {
+    if (grant.grant_type == "refresh_token" && grant.accepted) ++count;
+  }
+  return count;
+}
+
+TEST_F(BigqueryTest, AuthorizedUserCredentialsUseTheRefreshTokenGrant) {
+  IsolatedDefaults defaults;
+  JsonObject user = fake_.AuthorizedUserCredentials();
+  std::string path = defaults.Write("user.json", user);
+  int expected_grants = 0;
+  for (const Json& credentials : {Json(user), Json(ToJson(user)), Json(path)}) {
+    fake_.CreateDataset(kProject, kDataset);
+    JsonObject config = Config();
+    config["credentials"] = credentials;
+    auto options = ParseBigqueryOptions(config);
+    ASSERT_TRUE(options.has_value()) << options.error().ToString();
+    EXPECT_EQ(options->credentials.type, bigquery::CredentialType::kAuthorizedUser);
+    auto driver = DriverFor(config);
+    ASSERT_NE(driver, nullptr);
+    std::string table = "users_" + std::to_string(expected_grants);
+    ExpectRowsArrive(*driver, table);
+    EXPECT_EQ(AcceptedRefreshGrants(fake_), ++expected_grants);
+  }
+  for (const auto& grant : fake_.token_grants()) {
+    EXPECT_EQ(grant.grant_type, "refresh_token");  // no JWT for user credentials
+    EXPECT_EQ(grant.subject, Text(user, "client_id"));
+  }
+  EXPECT_TRUE(fake_.violations().empty());
+
+  // User credentials carry no project: projectId is required with them.
+  JsonObject config = Config();
+  config.erase("projectId");
+  config["credentials"] = user;
+  auto no_project = ParseBigqueryOptions(config);
+  ASSERT_FALSE(no_project.has_value());
+  EXPECT_NE(no_project.error().message.find("projectId: is required: user credentials"),
+            std::string::npos)
+      << no_project.error().message;
+}
+
+TEST_F(BigqueryTest, AuthorizedUserCredentialsFromGoogleApplicationCredentials) {
+  IsolatedDefaults defaults;
+  // As gcloud writes them: no token_uri, so the tokenUri option points at the fake.
+  JsonObject user = fake_.AuthorizedUserCredentials(/*with_token_uri=*/false);
+  defaults.variable.Set(defaults.Write("adc.json", user).c_str());
+  auto driver = DriverFor(ConfigWithoutCredentials({{"tokenUri", fake_.token_uri()}}));
+  ASSERT_NE(driver, nullptr);
+  EXPECT_EQ(driver->options().credentials.type, bigquery::CredentialType::kAuthorizedUser);
+  ExpectRowsArrive(*driver, "users");
+  EXPECT_EQ(AcceptedRefreshGrants(fake_), 1);
+
+  // Without tokenUri the driver would go to Google's endpoint: show it is the one chosen.
+  auto options = ParseBigqueryOptions(ConfigWithoutCredentials());
+  ASSERT_TRUE(options.has_value()) << options.error().ToString();
+  auto http = net::NewHttpClient();
+  auto tokens = bigquery::TokenSource::Create(options->credentials, *http, "");
+  ASSERT_TRUE(tokens.has_value());
+  EXPECT_EQ((*tokens)->token_uri(), "https://oauth2.googleapis.com/token");
+}
+
+TEST_F(BigqueryTest, AuthorizedUserCredentialsFromTheGcloudWellKnownFile) {
+  IsolatedDefaults defaults;
+  JsonObject user = fake_.AuthorizedUserCredentials(/*with_token_uri=*/false);
+  std::string home_file =
+      defaults.Write(".config/gcloud/application_default_credentials.json", user);
+  EXPECT_EQ(bigquery::WellKnownCredentialsPath(), home_file);
+  auto options = ParseBigqueryOptions(ConfigWithoutCredentials());
+  ASSERT_TRUE(options.has_value()) << options.error().ToString();
+  EXPECT_EQ(options->credentials.origin, "gcloud credentials file '" + home_file + "'");
+  auto driver = DriverFor(ConfigWithoutCredentials({{"tokenUri", fake_.token_uri()}}));
+  ASSERT_NE(driver, nullptr);
+  ExpectRowsArrive(*driver, "users");
+  EXPECT_EQ(AcceptedRefreshGrants(fake_), 1);
+
+  // CLOUDSDK_CONFIG moves gcloud's folder: the file under HOME is no longer read.
+  std::string sdk_dir = defaults.dir.str() + "/sdk";
+  defaults.cloudsdk.Set(sdk_dir.c_str());
+  EXPECT_EQ(bigquery::WellKnownCredentialsPath(),
+            sdk_dir + "/application_default_credentials.json");
+  auto nothing = ParseBigqueryOptions(ConfigWithoutCredentials());
+  ASSERT_FALSE(nothing.has_value());
+  EXPECT_NE(nothing.error().message.find(sdk_dir + "/application_default_credentials.json"),
+            std::string::npos)
+      << nothing.error().message;
+  std::string sdk_file = defaults.Write("sdk/application_default_credentials.json", user);
+  auto from_sdk = ParseBigqueryOptions(ConfigWithoutCredentials());
+  ASSERT_TRUE(from_sdk.has_value()) << from_sdk.error().ToString();
+  EXPECT_EQ(from_sdk->credentials.origin, "gcloud credentials file '" + sdk_file + "'");
+  fake_.CreateDataset(kProject, kDataset);
+  auto sdk_driver = DriverFor(ConfigWithoutCredentials({{"tokenUri", fake_.token_uri()}}));
+  ASSERT_NE(sdk_driver, nullptr);
+  ExpectRowsArrive(*sdk_driver, "users_sdk");
+  EXPECT_EQ(AcceptedRefreshGrants(fake_), 2);
+}
+
+TEST_F(BigqueryTest, CredentialSourcesFollowTheirPrecedence) {
+  IsolatedDefaults defaults;
+  JsonObject inline_key = fake_.ServiceAccountKey();
+  inline_key["private_key_id"] = "inline";
+  JsonObject variable_key = fake_.ServiceAccountKey();
+  variable_key["private_key_id"] = "variable";
+  defaults.variable.Set(defaults.Write("variable.json", variable_key).c_str());
+  defaults.Write(".config/gcloud/application_default_credentials.json",
+                 fake_.AuthorizedUserCredentials());
+
+  auto origin = [&](const JsonObject& config) {
+    auto options = ParseBigqueryOptions(config);
+    EXPECT_TRUE(options.has_value()) << options.error().ToString();
+    return options ? options->credentials.origin : "";
+  };
+  // 1. the credentials option, 2. GOOGLE_APPLICATION_CREDENTIALS, 3. gcloud's file.
+  EXPECT_EQ(origin(Config({{"credentials", inline_key}})), "credentials");
+  EXPECT_EQ(origin(ConfigWithoutCredentials()).rfind("GOOGLE_APPLICATION_CREDENTIALS file", 0), 0u);
+  for (const JsonObject& config :
+       {Config({{"credentials", inline_key}}), ConfigWithoutCredentials()}) {
+    auto driver = DriverFor(config);
+    ASSERT_NE(driver, nullptr);
+    S3DB_ASSERT_OK(driver->Start());
+  }
+  defaults.variable.Set(nullptr);
+  EXPECT_EQ(origin(ConfigWithoutCredentials()).rfind("gcloud credentials file", 0), 0u);
+  auto user_driver = DriverFor(ConfigWithoutCredentials());
+  ASSERT_NE(user_driver, nullptr);
+  S3DB_ASSERT_OK(user_driver->Start());
+
+  auto grants = fake_.token_grants();
+  ASSERT_EQ(grants.size(), 3u);
+  EXPECT_EQ(grants[0].key_id, "inline");
+  EXPECT_EQ(grants[1].key_id, "variable");
+  EXPECT_EQ(grants[2].grant_type, "refresh_token");
+  for (const auto& grant : grants) EXPECT_TRUE(grant.accepted) << grant.error;
+}
+
+TEST_F(BigqueryTest, RefusedUserCredentialsAreUnauthorizedWithoutLeakingSecrets) {
+  LogCapture log;
+  JsonObject user = fake_.AuthorizedUserCredentials();
+  std::vector<std::string> messages;
+
+  JsonObject wrong_secret = user;
+  wrong_secret["client_secret"] = "not-the-secret";
+  auto wrong = DriverFor(Config({{"credentials", wrong_secret}}));
+  auto refused = wrong->Start();
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthorized);
+  EXPECT_NE(refused.error().message.find("invalid_client"), std::string::npos)
+      << refused.error().message;
+  messages.push_back(refused.error().message);
+
+  auto driver = DriverFor(Config({{"credentials", user}}));
+  S3DB_ASSERT_OK(driver->Start());
+  auto delivered = driver->Deliver(Batch{Item("u1", 1, Action::kInsert, {{"n", 1}})}, 10s);
+  EXPECT_EQ(delivered[0].outcome, Outcome::kDelivered) << delivered[0].error;
+  // The refresh token is revoked and the access token too: the 401 refresh fails.
+  fake_.RevokeRefreshToken();
+  fake_.RevokeTokens();
+  auto results = driver->Deliver(Batch{Item("u2", 1, Action::kInsert, {{"n", 2}})}, 10s);
+  EXPECT_EQ(results[0].outcome, Outcome::kUnauthorized) << results[0].error;
+  EXPECT_NE(results[0].error.find("Token has been expired or revoked"), std::string::npos)
+      << results[0].error;
+  EXPECT_NE(results[0].error.find("gcloud auth application-default login"), std::string::npos)
+      << results[0].error;
+  messages.push_back(results[0].error);
+  auto restarted = DriverFor(Config({{"credentials", user}}));
+  auto again = restarted->Start();
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kUnauthorized);
+  messages.push_back(again.error().message);
+
+  for (const std::string& message : messages) ExpectNoSecret(message, &user);
+  ExpectNoSecret(log.text(), &user);
+  EXPECT_NE(log.text().find("user credentials (client_id " + Text(user, "client_id") + ")"),
+            std::string::npos)
+      << log.text();
+}
+
+TEST_F(BigqueryTest, QuotaProjectOfUserCredentialsIsSentAsXGoogUserProject) {
+  JsonObject user = fake_.AuthorizedUserCredentials();
+  user["quota_project_id"] = "billing-project";
+  auto driver = DriverFor(Config({{"credentials", user}}));
+  ExpectRowsArrive(*driver, "users");
+  int api_calls = 0;
+  for (const auto& request : fake_.requests()) {
+    if (request.path == "/token") continue;
+    ++api_calls;
+    EXPECT_EQ(request.user_project, "billing-project") << request.method << " " << request.path;
+  }
+  EXPECT_GE(api_calls, 3);  // datasets.get, tables.get/insert, insertAll
+}
+
+TEST_F(BigqueryTest, AMissingOrEmptyDatasetIdIsRefusedAtParse) {
+  for (bool empty : {false, true}) {
+    JsonObject config = Config();
+    if (empty) {
+      config["datasetId"] = "";
+    } else {
+      config.erase("datasetId");
+    }
+    auto options = ParseBigqueryOptions(config);
+    ASSERT_FALSE(options.has_value());
+    EXPECT_EQ(options.error().code, ErrorCode::kInvalidArgument);
+    const std::string& message = options.error().message;
+    EXPECT_NE(message.find(empty ? "datasetId: is empty" : "datasetId: is required"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("bq mk --dataset test-project:DATASET"), std::string::npos) << message;
+  }
 }
 
 TEST_F(BigqueryTest, CredentialErrorsNeverQuoteThePrivateKey) {
   JsonObject wrong_type = fake_.ServiceAccountKey();
-  wrong_type["type"] = "authorized_user";
+  wrong_type["type"] = "external_account";
+  JsonObject user_without_token = fake_.AuthorizedUserCredentials();
+  user_without_token.erase("refresh_token");
   JsonObject no_email = fake_.ServiceAccountKey();
   no_email.erase("client_email");
   std::string broken_text = ToJson(fake_.ServiceAccountKey());
   broken_text.pop_back();  // not JSON any more, and full of key material
-  for (const Json& credentials :
-       {Json(wrong_type), Json(no_email), Json(broken_text), Json("/no/such/key.json")}) {
+  for (const Json& credentials : {Json(wrong_type), Json(no_email), Json(broken_text),
+                                  Json("/no/such/key.json"), Json(user_without_token)}) {
     JsonObject config = Config();
     config["credentials"] = credentials;
     auto options = ParseBigqueryOptions(config);
@@ -473,7 +806,7 @@ TEST(BigquerySchemaTest, EncodesValuesForEachInterface) {
 TEST_F(BigqueryTest, JwtAssertionIsRs256WithGoogleClaims) {
   auto signer = bigquery::RsaSigner::FromPem(FakeBigQuery::PrivateKeyPem());
   ASSERT_TRUE(signer.has_value());
-  auto key = bigquery::ParseServiceAccountKey(fake_.ServiceAccountKey(), "test");
+  auto key = bigquery::ParseCredentials(fake_.ServiceAccountKey(), "test");
   ASSERT_TRUE(key.has_value());
   auto assertion = bigquery::MakeJwtAssertion(**signer, *key, bigquery::kBigqueryScope,
                                               fake_.token_uri(), 1700000000);
@@ -496,7 +829,7 @@ TEST_F(BigqueryTest, JwtAssertionIsRs256WithGoogleClaims) {
 }
 
 TEST_F(BigqueryTest, TokenIsCachedUntilFiveMinutesBeforeExpiry) {
-  auto key = bigquery::ParseServiceAccountKey(fake_.ServiceAccountKey(), "test");
+  auto key = bigquery::ParseCredentials(fake_.ServiceAccountKey(), "test");
   ASSERT_TRUE(key.has_value());
   auto http = net::NewHttpClient();
   auto tokens = bigquery::TokenSource::Create(*key, *http, "", [this] { return fake_.Now(); });
@@ -1033,17 +1366,6 @@ TEST_F(BigqueryTest, DestinationsMayNameTheirDatasetAndTable) {
   EXPECT_EQ(fake_.Rows(kProject, "other", "orders").size(), 1u);
   EXPECT_EQ(fake_.Rows(kProject, "other", "from_options").size(), 1u);
   EXPECT_EQ(fake_.Rows(kProject, kDataset, "user profiles").size(), 1u);
-
-  // Without datasetId a destination must name its dataset.
-  JsonObject config = Config();
-  config.erase("datasetId");
-  auto no_dataset = ParseBigqueryOptions(config);
-  ASSERT_TRUE(no_dataset.has_value());
-  BigqueryDriver bare(std::move(*no_dataset), {});
-  S3DB_ASSERT_OK(bare.Start());
-  auto refused = bare.Deliver(Batch{Item("u4", 1, Action::kInsert, {}, "users")}, 10s);
-  EXPECT_EQ(refused[0].outcome, Outcome::kPermanent);
-  EXPECT_EQ(refused[0].reason, "invalid_identifier");
 }
 
 TEST_F(BigqueryTest, ExactNumbersUseNumericColumnsAndDecimalText) {
@@ -1277,12 +1599,100 @@ TEST_F(BigqueryTest, MergeModeBadValueFailsOnlyItsChange) {
 }
 
 TEST_F(BigqueryTest, MergeModePollsAQueryJobThatIsNotCompleteYet) {
+  fake_.CreateDataset(kProject, kDataset, "EU");
   fake_.SetJobPollsUntilDone(2);
   auto driver = Started({{"mode", "merge"}, {"location", "EU"}});
   auto results = driver->Deliver(Batch{Item("u1", 1, Action::kInsert, {{"n", 1}})}, 10s);
   EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << results[0].error;
   EXPECT_GE(fake_.counters().job_polls, 2);
   EXPECT_EQ(Rows().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locations
+
+// The locations named by the job calls the fake received (jobs.insert, jobs.get, jobs.query).
+std::vector<std::string> JobCallLocations(const FakeBigQuery& fake, int* calls = nullptr) {
+  std::vector<std::string> locations;
+  for (const auto& request : fake.requests()) {
+    bool job_call = request.path.find("/jobs") != std::string::npos ||
+                    request.path.find("/queries") != std::string::npos;
+    if (job_call) locations.push_back(request.location);
+  }
+  if (calls != nullptr) *calls = static_cast<int>(locations.size());
+  return locations;
+}
+
+TEST_F(BigqueryTest, TheLocationIsSentOnEveryJobCall) {
+  fake_.CreateDataset(kProject, kDataset, "EU");
+  fake_.SetJobPollsUntilDone(2);
+  for (const char* mode : {"changelog", "merge"}) {
+    auto driver = Started({{"location", "EU"}, {"insertMethod", "batch"}, {"mode", mode}});
+    auto results = driver->Deliver(
+        Batch{Item("u1", 1, Action::kInsert, {{"n", 1}}, std::string("t_") + mode)}, 10s);
+    EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << mode << ": " << results[0].error;
+    EXPECT_EQ(Rows(std::string("t_") + mode).size(), 1u) << mode;
+  }
+  int calls = 0;
+  auto locations = JobCallLocations(fake_, &calls);
+  EXPECT_GE(calls, 6);  // load: insert + 2 polls; merge: query + 2 polls
+  for (const std::string& location : locations) EXPECT_EQ(location, "EU");
+  // Streaming calls take no location and work the same.
+  auto streaming = Started({{"location", "EU"}});
+  auto results = streaming->Deliver(Batch{Item("u1", 1, Action::kInsert, {})}, 10s);
+  EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << results[0].error;
+}
+
+TEST_F(BigqueryTest, WithoutLocationJobsRunAndArePolledWhereTheirDatasetIs) {
+  // A single-region dataset: a jobs.get without ?location looks in US and finds nothing.
+  fake_.CreateDataset(kProject, kDataset, "europe-west1");
+  fake_.SetJobPollsUntilDone(2);
+  auto driver = Started({{"insertMethod", "batch"}});
+  auto results = driver->Deliver(Batch{Item("u1", 1, Action::kInsert, {{"n", 1}})}, 10s);
+  EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << results[0].error;
+  EXPECT_EQ(Rows().size(), 1u);
+  int calls = 0;
+  for (const std::string& location : JobCallLocations(fake_, &calls)) {
+    EXPECT_EQ(location, "europe-west1");
+  }
+  EXPECT_GE(calls, 3);
+}
+
+TEST_F(BigqueryTest, StartRefusesALocationOtherThanTheDatasets) {
+  fake_.CreateDataset(kProject, kDataset, "US");
+  auto driver = Driver({{"location", "EU"}});
+  auto started = driver->Start();
+  ASSERT_FALSE(started.has_value());
+  EXPECT_EQ(started.error().code, ErrorCode::kInvalidArgument);
+  const std::string& message = started.error().message;
+  EXPECT_NE(message.find("dataset test-project:analytics is in location US, not in EU"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("location: set it to US"), std::string::npos) << message;
+  // Location names are not case-sensitive.
+  S3DB_EXPECT_OK(Driver({{"location", "us"}})->Start());
+}
+
+TEST_F(BigqueryTest, AJobForADatasetInAnotherLocationIsPermanentLocationMismatch) {
+  fake_.CreateDataset(kProject, kDataset, "EU");
+  fake_.CreateDataset(kProject, "us_data", "US");
+  for (const char* mode : {"changelog", "merge"}) {
+    auto driver = Started({{"location", "EU"}, {"insertMethod", "batch"}, {"mode", mode}});
+    std::string target = std::string("us_data.events_") + mode;
+    auto results = driver->Deliver(Batch{Item("u1", 1, Action::kInsert, {{"n", 1}}, target)}, 10s);
+    EXPECT_EQ(results[0].outcome, Outcome::kPermanent) << mode << ": " << results[0].error;
+    EXPECT_EQ(results[0].reason, "location_mismatch") << mode;
+    EXPECT_NE(results[0].error.find("Not found: Dataset test-project:us_data was not found in "
+                                    "location EU"),
+              std::string::npos)
+        << results[0].error;
+    EXPECT_TRUE(fake_.Rows(kProject, "us_data", std::string("events_") + mode).empty());
+  }
+  // Streaming into the same dataset takes no location and is delivered.
+  auto streaming = Started({{"location", "EU"}});
+  auto results =
+      streaming->Deliver(Batch{Item("u1", 1, Action::kInsert, {}, "us_data.stream")}, 10s);
+  EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << results[0].error;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1413,6 +1823,80 @@ TEST_F(BigqueryReplicationTest, AnInvalidRowIsDeadLetteredWithTheApiReason) {
   EXPECT_EQ((*dead)[0].change.id, "u1");
   ASSERT_EQ(Rows().size(), 1u);
   EXPECT_EQ(Text(Rows()[0], "id"), "u2");
+}
+
+TEST_F(BigqueryReplicationTest, InsertOnlyActionsWithATransformSendOnlyInserts) {
+  // Two replicators, streaming and batch, each with actions [insert] and a transform.
+  ReplicatorPluginOptions options;
+  options.retry_base_ms = 20;
+  options.max_backoff_ms = 500;
+  options.linger_ms = 1;
+  for (const char* method : {"streaming", "batch"}) {
+    Destination destination;
+    destination.resource = std::string("signups_") + method;
+    destination.actions = {Action::kInsert};
+    destination.transform = [](const JsonObject& data) -> std::optional<JsonObject> {
+      JsonObject out;
+      out["id"] = data.at("id");
+      out["signup_name"] = data.contains("name") ? data.at("name") : Json(nullptr);
+      return out;
+    };
+    ReplicatorConfig replicator;
+    replicator.id = std::string("bq_") + method;
+    replicator.driver = "bigquery";
+    replicator.resources.Add("users", std::move(destination));
+    replicator.config = Config({{"insertMethod", method}});
+    options.replicators.push_back(std::move(replicator));
+  }
+  auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+  S3DB_ASSERT_OK(database_->UsePlugin(plugin));
+  S3DB_ASSERT_OK(users_->Insert({{"id", "u1"}, {"name", "Ann"}, {"age", 30}}));
+  S3DB_ASSERT_OK(users_->Update("u1", {{"age", 31}}));
+  S3DB_ASSERT_OK(users_->Delete("u1"));
+  S3DB_ASSERT_OK(users_->Insert({{"id", "u2"}, {"name", "Bob"}}));
+  S3DB_ASSERT_OK(plugin->WaitIdle(20s));
+
+  for (const char* method : {"streaming", "batch"}) {
+    auto stats = plugin->GetReplicatorStats(std::string("bq_") + method);
+    ASSERT_TRUE(stats.has_value());
+    EXPECT_EQ(stats->delivered, 2u) << method;
+    EXPECT_EQ(stats->filtered, 2u) << method;  // the update and the delete
+    // Only the inserts reached BigQuery, transformed: no update or delete row, no raw field.
+    std::string table = std::string("signups_") + method;
+    auto rows = fake_.Rows(kProject, kDataset, table);
+    ASSERT_EQ(rows.size(), 2u) << method;
+    std::map<std::string, std::string> names;
+    for (const JsonObject& row : rows) {
+      EXPECT_EQ(Text(row, "_action"), "insert");
+      EXPECT_FALSE(row.contains("name"));
+      EXPECT_FALSE(row.contains("age"));
+      names[Text(row, "id")] = Text(row, "signup_name");
+    }
+    EXPECT_EQ(names, (std::map<std::string, std::string>{{"u1", "Ann"}, {"u2", "Bob"}}));
+  }
+  EXPECT_EQ(fake_.insert_ids(), (std::vector<std::string>{"users:u1:1", "users:u2:1"}));
+  EXPECT_GE(fake_.counters().jobs_inserted, 1);  // the inserts, alone or together
+  EXPECT_LE(fake_.counters().jobs_inserted, 2);
+}
+
+TEST_F(BigqueryReplicationTest, AMissingDatasetIdIsRefusedWhenThePluginIsInstalled) {
+  ReplicatorPluginOptions options;
+  ReplicatorConfig replicator;
+  replicator.id = "bq";
+  replicator.driver = "bigquery";
+  replicator.resources.Add("users", "user_profiles");
+  replicator.config = Config();
+  replicator.config.erase("datasetId");
+  options.replicators.push_back(std::move(replicator));
+  auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+  auto used = database_->UsePlugin(plugin);
+  ASSERT_FALSE(used.has_value());
+  EXPECT_EQ(used.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(used.error().message.find("replicators[0].config"), std::string::npos)
+      << used.error().message;
+  EXPECT_NE(used.error().message.find("datasetId: is required"), std::string::npos)
+      << used.error().message;
+  EXPECT_EQ(fake_.counters().api_requests, 0);
 }
 
 }  // namespace

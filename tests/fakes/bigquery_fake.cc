@@ -587,6 +587,13 @@ struct FakeJob {
   std::function<void(JsonObject& status)> finish;  // runs under the state lock at DONE
 };
 
+bool SameLocation(const std::string& a, const std::string& b) { return Upper(a) == Upper(b); }
+
+std::string NotInLocation(const std::string& project, const std::string& dataset,
+                          const std::string& location) {
+  return "Not found: Dataset " + project + ":" + dataset + " was not found in location " + location;
+}
+
 thread_local std::size_t current_request = 0;  // index in requests of the request being served
 
 struct Programmed {
@@ -618,7 +625,19 @@ struct FakeBigQuery::State {
   std::vector<Request> requests;
   std::vector<std::string> insert_ids;
   std::vector<std::string> violations;
+  std::vector<TokenGrant> grants;
   int next_job = 1;
+  // authorized_user credentials this fake accepts.
+  std::string user_client_id = "764086051850-fake.apps.googleusercontent.com";
+  std::string user_client_secret = "fake-secret-" + RandomHex(12);
+  std::string user_refresh_token = "1//fake-refresh-" + RandomHex(20);
+  bool refresh_token_revoked = false;
+
+  // The location of dataset "p:d", or "" when there is no such dataset.
+  std::string DatasetLocationLocked(const std::string& project, const std::string& dataset) const {
+    auto found = datasets.find(project + ":" + dataset);
+    return found == datasets.end() ? "" : found->second;
+  }
 
   std::int64_t NowLocked() const {
     return std::chrono::duration_cast<std::chrono::seconds>(
@@ -635,6 +654,7 @@ struct FakeBigQuery::State {
 
   void Register();
   void HandleToken(const httplib::Request& req, httplib::Response& res);
+  void HandleRefreshGrant(std::map<std::string, std::string>& form, httplib::Response& res);
   void HandleDatasetGet(const httplib::Request& req, httplib::Response& res);
   void HandleTableInsert(const httplib::Request& req, httplib::Response& res);
   void HandleTableGet(const httplib::Request& req, httplib::Response& res);
@@ -671,6 +691,8 @@ bool FakeBigQuery::State::Admit(const httplib::Request& req, httplib::Response& 
     record.path = req.path;
     record.body_bytes = req.body.size();
     record.authorized = authorized;
+    record.location = req.get_param_value("location");
+    record.user_project = req.get_header_value("x-goog-user-project");
     current_request = requests.size();
     requests.push_back(record);
     if (needs_token) ++counters.api_requests;
@@ -727,26 +749,41 @@ void FakeBigQuery::State::HandleToken(const httplib::Request& req, httplib::Resp
     return refuse(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
   }
   auto form = ParseForm(req.body);
+  if (form["grant_type"] == "refresh_token") return HandleRefreshGrant(form, res);
+  grants.push_back({form["grant_type"], "", "", false, ""});
+  auto refuse_grant = refuse;
+  auto refuse_recorded = [&](int status, const std::string& error, const std::string& description) {
+    grants.back().error = error + ": " + description;
+    refuse_grant(status, error, description);
+  };
   if (form["grant_type"] != "urn:ietf:params:oauth:grant-type:jwt-bearer") {
-    return refuse(400, "unsupported_grant_type", "Invalid grant_type: " + form["grant_type"]);
+    return refuse_recorded(400, "unsupported_grant_type",
+                           "Invalid grant_type: " + form["grant_type"]);
   }
   const std::string& assertion = form["assertion"];
   std::size_t first = assertion.find('.');
   std::size_t second = first == std::string::npos ? first : assertion.find('.', first + 1);
-  if (second == std::string::npos) return refuse(400, "invalid_grant", "Invalid JWT: malformed");
+  if (second == std::string::npos)
+    return refuse_recorded(400, "invalid_grant", "Invalid JWT: malformed");
   auto header_text = DecodeBase64Url(std::string_view(assertion).substr(0, first));
   auto claims_text =
       DecodeBase64Url(std::string_view(assertion).substr(first + 1, second - first - 1));
   auto signature = DecodeBase64Url(std::string_view(assertion).substr(second + 1));
   if (!header_text || !claims_text || !signature) {
-    return refuse(400, "invalid_grant", "Invalid JWT: not base64url");
+    return refuse_recorded(400, "invalid_grant", "Invalid JWT: not base64url");
   }
   auto header = ParseJsonObject(*header_text);
   auto claims = ParseJsonObject(*claims_text);
-  if (!header || !claims) return refuse(400, "invalid_grant", "Invalid JWT: not JSON");
+  if (!header || !claims) return refuse_recorded(400, "invalid_grant", "Invalid JWT: not JSON");
+  if (const Json* kid = header->if_contains("kid"); kid != nullptr && kid->is_string()) {
+    grants.back().key_id = std::string(kid->get_string());
+  }
+  if (const Json* iss = claims->if_contains("iss"); iss != nullptr && iss->is_string()) {
+    grants.back().subject = std::string(iss->get_string());
+  }
   const Json* alg = header->if_contains("alg");
   if (alg == nullptr || !alg->is_string() || alg->get_string() != "RS256") {
-    return refuse(400, "invalid_grant", "Invalid JWT: alg must be RS256");
+    return refuse_recorded(400, "invalid_grant", "Invalid JWT: alg must be RS256");
   }
 
   EVP_MD_CTX* context = EVP_MD_CTX_new();
@@ -757,7 +794,7 @@ void FakeBigQuery::State::HandleToken(const httplib::Request& req, httplib::Resp
           context, reinterpret_cast<const unsigned char*>(signature->data()), signature->size(),
           reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size()) == 1;
   EVP_MD_CTX_free(context);
-  if (!valid) return refuse(400, "invalid_grant", "Invalid JWT Signature.");
+  if (!valid) return refuse_recorded(400, "invalid_grant", "Invalid JWT Signature.");
 
   auto text = [&](const char* name) {
     const Json* value = claims->if_contains(name);
@@ -769,31 +806,73 @@ void FakeBigQuery::State::HandleToken(const httplib::Request& req, httplib::Resp
     return static_cast<std::int64_t>(value->to_number<double>());
   };
   if (text("iss") != options.client_email) {
-    return refuse(400, "invalid_grant", "Invalid grant: account not found");
+    return refuse_recorded(400, "invalid_grant", "Invalid grant: account not found");
   }
   std::string expected_audience = "http://127.0.0.1:" + std::to_string(port) + "/token";
   if (text("aud") != expected_audience) {
-    return refuse(400, "invalid_grant", "Invalid JWT: aud must be the token endpoint");
+    return refuse_recorded(400, "invalid_grant", "Invalid JWT: aud must be the token endpoint");
   }
   std::string scope = " " + text("scope") + " ";
   if (scope.find(" https://www.googleapis.com/auth/bigquery ") == std::string::npos &&
       scope.find(" https://www.googleapis.com/auth/cloud-platform ") == std::string::npos) {
-    return refuse(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.");
+    return refuse_recorded(400, "invalid_scope",
+                           "Invalid OAuth scope or ID token audience provided.");
   }
   auto iat = number("iat");
   auto exp = number("exp");
   std::int64_t now = NowLocked();
   if (!iat || !exp || *exp <= now || *iat > now + 60 || *exp - *iat > 3600 || *exp <= *iat) {
-    return refuse(400, "invalid_grant",
-                  "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
-                  "reasonable timeframe. Check your iat and exp values in the JWT claim.");
+    return refuse_recorded(400, "invalid_grant",
+                           "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
+                           "reasonable timeframe. Check your iat and exp values in the JWT claim.");
   }
 
+  grants.back().accepted = true;
   std::string token = "ya29.fake-" + RandomHex(24);
   tokens[token] = now + options.token_lifetime_seconds;
   JsonObject body;
   body["access_token"] = token;
   body["expires_in"] = options.token_lifetime_seconds;
+  body["token_type"] = "Bearer";
+  Reply(res, 200, body);
+}
+
+// RFC 6749 section 6 as Google's endpoint answers it (called with the lock held).
+void FakeBigQuery::State::HandleRefreshGrant(std::map<std::string, std::string>& form,
+                                             httplib::Response& res) {
+  grants.push_back({"refresh_token", "", form["client_id"], false, ""});
+  auto refuse = [&](int status, const std::string& error, const std::string& description) {
+    ++counters.tokens_refused;
+    grants.back().error = error + ": " + description;
+    JsonObject body;
+    body["error"] = error;
+    body["error_description"] = description;
+    Reply(res, status, body);
+  };
+  for (const char* name : {"client_id", "client_secret", "refresh_token"}) {
+    if (form[name].empty()) {
+      return refuse(400, "invalid_request", std::string("Missing required parameter: ") + name);
+    }
+  }
+  if (form["client_id"] != user_client_id) {
+    return refuse(401, "invalid_client", "The OAuth client was not found.");
+  }
+  if (form["client_secret"] != user_client_secret) {
+    return refuse(401, "invalid_client", "Unauthorized");
+  }
+  if (form["refresh_token"] != user_refresh_token || refresh_token_revoked) {
+    return refuse(400, "invalid_grant", "Token has been expired or revoked.");
+  }
+  if (form.count("scope") != 0 || form.count("assertion") != 0) {
+    violations.push_back("refresh_token grant with a scope or an assertion");
+  }
+  grants.back().accepted = true;
+  std::string token = "ya29.fake-user-" + RandomHex(24);
+  tokens[token] = NowLocked() + options.token_lifetime_seconds;
+  JsonObject body;
+  body["access_token"] = token;
+  body["expires_in"] = options.token_lifetime_seconds;
+  body["scope"] = "https://www.googleapis.com/auth/cloud-platform openid";
   body["token_type"] = "Bearer";
   Reply(res, 200, body);
 }
@@ -1251,6 +1330,7 @@ void FakeBigQuery::State::HandleJobInsert(const httplib::Request& req, httplib::
   std::lock_guard lock(mutex);
   requests[current_request].rows =
       static_cast<std::size_t>(std::count(parts[1].second.begin(), parts[1].second.end(), '\n'));
+  requests[current_request].location = location;
   ++counters.jobs_inserted;
   if (job_id.empty()) job_id = "fake_job_" + std::to_string(next_job++);
   for (char c : job_id) {
@@ -1264,27 +1344,44 @@ void FakeBigQuery::State::HandleJobInsert(const httplib::Request& req, httplib::
                       "Already Exists: Job " + project + ":" +
                           (location.empty() ? "US" : location) + "." + job_id);
   }
+  std::string table_project = text(destination, "projectId");
+  std::string table_dataset = text(destination, "datasetId");
+  std::string table_name = text(destination, "tableId");
+  // A job runs where it is told, else where its dataset is.
+  std::string dataset_location = DatasetLocationLocked(table_project, table_dataset);
+  bool elsewhere =
+      !location.empty() && !dataset_location.empty() && !SameLocation(location, dataset_location);
   FakeJob fake;
-  fake.location = location;
+  fake.location = location.empty() ? dataset_location : location;
   fake.resource = *job;
   JsonObject job_reference;
   job_reference["projectId"] = project;
   job_reference["jobId"] = job_id;
-  if (!location.empty()) job_reference["location"] = location;
+  if (!fake.location.empty()) job_reference["location"] = fake.location;
   fake.resource["jobReference"] = job_reference;
   fake.resource["kind"] = "bigquery#job";
   fake.resource["id"] = key;
   std::string data = std::move(parts[1].second);
   JsonObject load_copy = *load;
-  std::string table_project = text(destination, "projectId");
-  std::string table_dataset = text(destination, "datasetId");
-  std::string table_name = text(destination, "tableId");
-  fake.finish = [this, data, load_copy, table_project, table_dataset,
-                 table_name](JsonObject& status) {
-    JsonObject statistics;
-    FinishLoad(FindTable(table_project, table_dataset, table_name), data, load_copy, status,
-               statistics);
-  };
+  if (elsewhere) {
+    std::string message = NotInLocation(table_project, table_dataset, location);
+    fake.finish = [message](JsonObject& status) {
+      JsonObject error;
+      error["reason"] = "notFound";
+      error["message"] = message;
+      JsonArray errors;
+      errors.push_back(error);
+      status["errorResult"] = std::move(error);
+      status["errors"] = std::move(errors);
+    };
+  } else {
+    fake.finish = [this, data, load_copy, table_project, table_dataset,
+                   table_name](JsonObject& status) {
+      JsonObject statistics;
+      FinishLoad(FindTable(table_project, table_dataset, table_name), data, load_copy, status,
+                 statistics);
+    };
+  }
   fake.polls_left = options.job_polls_until_done;
   JsonObject status;
   if (fake.polls_left <= 0) {
@@ -1305,12 +1402,14 @@ void FakeBigQuery::State::HandleJobGet(const httplib::Request& req, httplib::Res
   std::lock_guard lock(mutex);
   ++counters.job_polls;
   auto found = jobs.find(project + ":" + job_id);
+  // Without ?location the service looks in the US multi-region only.
   std::string location = req.get_param_value("location");
-  if (found == jobs.end() || (!found->second.location.empty() && !location.empty() &&
-                              Upper(location) != Upper(found->second.location))) {
+  std::string job_location =
+      found == jobs.end() || found->second.location.empty() ? "US" : found->second.location;
+  if (found == jobs.end() || !SameLocation(location.empty() ? "US" : location, job_location)) {
     return ReplyError(
         res, 404, "notFound",
-        "Not found: Job " + project + ":" + (location.empty() ? "US" : location) + "." + job_id);
+        "Not found: Job " + project + ":" + (location.empty() ? "" : location + ".") + job_id);
   }
   FakeJob& job = found->second;
   JsonObject& status = job.resource["status"].as_object();
@@ -1696,6 +1795,24 @@ void FakeBigQuery::State::HandleQuery(const httplib::Request& req, httplib::Resp
 
   std::lock_guard lock(mutex);
   ++counters.queries;
+  requests[current_request].location = location;
+  // The statement's table: "MERGE `project.dataset.table` …".
+  if (sql.rfind("MERGE `", 0) == 0) {
+    std::string name = sql.substr(7, sql.find('`', 7) - 7);
+    std::size_t first = name.find('.');
+    std::size_t second = name.find('.', first + 1);
+    if (first != std::string::npos && second != std::string::npos) {
+      std::string table_project = name.substr(0, first);
+      std::string table_dataset = name.substr(first + 1, second - first - 1);
+      std::string dataset_location = DatasetLocationLocked(table_project, table_dataset);
+      if (!location.empty() && !dataset_location.empty() &&
+          !SameLocation(location, dataset_location)) {
+        return ReplyError(res, 404, "notFound",
+                          NotInLocation(table_project, table_dataset, location));
+      }
+      if (location.empty()) location = dataset_location;
+    }
+  }
   if (!request_id.empty()) {
     auto found = query_replies.find(request_id);
     if (found != query_replies.end()) {
@@ -1825,6 +1942,22 @@ JsonObject FakeBigQuery::ServiceAccountKey(const std::string& project_id) const 
 
 std::string FakeBigQuery::PrivateKeyPem() { return TrustedKey().pem; }
 
+JsonObject FakeBigQuery::AuthorizedUserCredentials(bool with_token_uri) const {
+  std::lock_guard lock(state_->mutex);
+  JsonObject credentials;
+  credentials["client_id"] = state_->user_client_id;
+  credentials["client_secret"] = state_->user_client_secret;
+  credentials["refresh_token"] = state_->user_refresh_token;
+  credentials["type"] = "authorized_user";
+  if (with_token_uri) credentials["token_uri"] = token_uri();
+  return credentials;
+}
+
+void FakeBigQuery::RevokeRefreshToken() {
+  std::lock_guard lock(state_->mutex);
+  state_->refresh_token_revoked = true;
+}
+
 JsonObject FakeBigQuery::UntrustedServiceAccountKey() const {
   JsonObject key = ServiceAccountKey();
   key["private_key"] = OtherKey().pem;
@@ -1927,6 +2060,11 @@ std::vector<FakeBigQuery::Request> FakeBigQuery::requests() const {
 std::vector<std::string> FakeBigQuery::insert_ids() const {
   std::lock_guard lock(state_->mutex);
   return state_->insert_ids;
+}
+
+std::vector<FakeBigQuery::TokenGrant> FakeBigQuery::token_grants() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->grants;
 }
 
 std::vector<std::string> FakeBigQuery::violations() const {

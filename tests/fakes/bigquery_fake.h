@@ -5,7 +5,10 @@
 //
 //   POST /token               JWT bearer grant: form encoding, grant_type, RS256 signature
 //                             checked against the test key's public key, iss/aud/scope/iat/exp
-//                             claims; tokens expire after token_lifetime_seconds
+//                             claims; refresh_token grant (authorized_user credentials):
+//                             client_id, client_secret and refresh_token checked, with Google's
+//                             invalid_client / invalid_grant replies; tokens expire after
+//                             token_lifetime_seconds
 //   any API call              "Authorization: Bearer" with a live token, else 401
 //   GET  …/datasets/{d}       datasets.get
 //   POST …/datasets/{d}/tables, GET/PATCH …/tables/{t}
@@ -23,7 +26,13 @@
 //                             NEWLINE_DELIMITED_JSON only, maxBadRecords, errors naming the byte
 //                             position of bad rows, job ids unique (409), RUNNING for a number of
 //                             polls before DONE
-//   GET  …/jobs/{j}           jobs.get (location checked when the job has one)
+//   GET  …/jobs/{j}           jobs.get: ?location must name the job's location; without it
+//                             the job is looked up in US (404 "Not found: Job p:j" otherwise)
+//   locations                 datasets have one (CreateDataset); a job without
+//                             jobReference.location / "location" runs in its dataset's; a job
+//                             sent to another location than its dataset's fails "Not found:
+//                             Dataset p:d was not found in location L" (load jobs: errorResult
+//                             notFound; jobs.query: HTTP 404)
 //   POST …/queries            jobs.query for the one MERGE statement shape the BigQuery driver
 //                             emits (recognised by its structure, not by a SQL engine), with
 //                             useLegacySql=false required, requestId dedup, casts checked per
@@ -89,6 +98,19 @@ class FakeBigQuery {
     std::size_t body_bytes = 0;
     std::size_t rows = 0;  // insertAll rows or load-job lines
     bool authorized = false;
+    // The location the request named: jobs.get ?location=, jobs.insert jobReference.location,
+    // jobs.query "location". Empty when it named none.
+    std::string location;
+    std::string user_project;  // the x-goog-user-project header
+  };
+
+  // One request to the token endpoint.
+  struct TokenGrant {
+    std::string grant_type;  // "urn:ietf:params:oauth:grant-type:jwt-bearer" or "refresh_token"
+    std::string key_id;      // JWT header "kid" (jwt-bearer)
+    std::string subject;     // JWT "iss" (jwt-bearer) or client_id (refresh_token)
+    bool accepted = false;
+    std::string error;  // the OAuth error when refused
   };
 
   FakeBigQuery();
@@ -111,6 +133,12 @@ class FakeBigQuery {
   static std::string PrivateKeyPem();
   // A key with the same client_email but another private key: the token endpoint refuses it.
   JsonObject UntrustedServiceAccountKey() const;
+  // authorized_user credentials as `gcloud auth application-default login` writes them
+  // (type, client_id, client_secret, refresh_token), valid at this fake's token endpoint.
+  // With `with_token_uri`, also "token_uri" pointing at this fake (gcloud writes none).
+  JsonObject AuthorizedUserCredentials(bool with_token_uri = true) const;
+  // The refresh token of AuthorizedUserCredentials stops working (invalid_grant).
+  void RevokeRefreshToken();
 
   void CreateDataset(const std::string& project, const std::string& dataset,
                      const std::string& location = "US");
@@ -144,6 +172,7 @@ class FakeBigQuery {
   Counters counters() const;
   std::vector<Request> requests() const;
   std::vector<std::string> insert_ids() const;  // every insertId received, in order
+  std::vector<TokenGrant> token_grants() const;
   // Contract violations the fake refused, e.g. "insertAll row 3 has no insertId".
   std::vector<std::string> violations() const;
 

@@ -111,6 +111,9 @@ Result<ApiReply> Api::Send(std::string_view method, const std::string& path, std
   request.url = endpoint_ + path;
   request.headers = {{"Authorization", ""}, {"Accept", "application/json"}};
   if (!content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
+  // User credentials name the project billed for quota, as Google's client libraries send it.
+  const std::string& quota_project = tokens_.credentials().quota_project_id;
+  if (!quota_project.empty()) request.headers.emplace_back("x-goog-user-project", quota_project);
   request.body = std::move(body);
   for (int attempt = 0;; ++attempt) {
     std::chrono::milliseconds remaining = Remaining(deadline);

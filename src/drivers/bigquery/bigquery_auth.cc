@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,7 @@ namespace s3db::replicator::bigquery {
 namespace {
 
 constexpr std::string_view kCredentialsVariable = "GOOGLE_APPLICATION_CREDENTIALS";
+constexpr std::string_view kWellKnownFile = "application_default_credentials.json";
 constexpr std::size_t kMaxKeyFileBytes = 1 << 20;
 
 Error Invalid(std::string message) {
@@ -21,11 +23,11 @@ Error Invalid(std::string message) {
 }
 
 Result<std::string> RequiredString(const JsonObject& key, std::string_view name,
-                                   const std::string& origin) {
+                                   const std::string& origin, std::string_view what) {
   const Json* value = key.if_contains(name);
   if (value == nullptr || !value->is_string() || value->get_string().empty()) {
-    return tl::unexpected(
-        Invalid(origin + ": the service-account key has no \"" + std::string(name) + "\" string"));
+    return tl::unexpected(Invalid(origin + ": the " + std::string(what) + " has no \"" +
+                                  std::string(name) + "\" string"));
   }
   return std::string(value->get_string());
 }
@@ -35,54 +37,100 @@ std::string OptionalString(const JsonObject& key, std::string_view name) {
   return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
 }
 
-Result<ServiceAccountKey> ParseKeyText(std::string_view text, const std::string& origin) {
+Result<Credentials> ParseText(std::string_view text, const std::string& origin) {
   auto parsed = ParseJsonObject(text);
-  // The parser's message may quote the text, which holds the private key: say only where.
+  // The parser's message may quote the text, which holds secrets: say only where.
   if (!parsed)
-    return tl::unexpected(Invalid(origin + ": not a JSON object (a service-account "
-                                           "key file from the Google Cloud console)"));
-  return ParseServiceAccountKey(*parsed, origin);
+    return tl::unexpected(Invalid(origin + ": not a JSON object (a service-account key file "
+                                           "or gcloud's application_default_credentials.json)"));
+  return ParseCredentials(*parsed, origin);
 }
 
-Result<ServiceAccountKey> LoadKeyFile(const std::string& path, const std::string& origin) {
+Result<Credentials> LoadFile(const std::string& path, const std::string& origin) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return tl::unexpected(Invalid(origin + ": the file cannot be read"));
   std::ostringstream content;
   content << file.rdbuf();
   std::string text = content.str();
   if (text.size() > kMaxKeyFileBytes) {
-    return tl::unexpected(Invalid(origin + ": the file is larger than a key file can be"));
+    return tl::unexpected(Invalid(origin + ": the file is larger than a credentials file can be"));
   }
-  return ParseKeyText(text, origin);
+  return ParseText(text, origin);
 }
 
-Result<ServiceAccountKey> FromEnvironment() {
+bool IsGiven(const Json* credentials) {
+  if (credentials == nullptr || credentials->is_null()) return false;
+  if (credentials->is_object()) return !credentials->get_object().empty();
+  if (credentials->is_string()) return !credentials->get_string().empty();
+  return true;
+}
+
+// Application Default Credentials without a metadata server: the environment variable, then
+// gcloud's well-known file.
+Result<Credentials> FromDefaults() {
   const char* path = std::getenv(std::string(kCredentialsVariable).c_str());
-  if (path == nullptr || *path == '\0') {
-    return tl::unexpected(
-        Invalid("credentials: no service-account key; set credentials to the key (an object or its "
-                "JSON text) or to a key file path, or set GOOGLE_APPLICATION_CREDENTIALS"));
+  if (path != nullptr && *path != '\0') {
+    return LoadFile(path, std::string(kCredentialsVariable) + " file '" + path + "'");
   }
-  return LoadKeyFile(path, std::string(kCredentialsVariable) + " file '" + path + "'");
+  std::string well_known = WellKnownCredentialsPath();
+  std::error_code ec;
+  if (!well_known.empty() && std::filesystem::exists(well_known, ec)) {
+    return LoadFile(well_known, "gcloud credentials file '" + well_known + "'");
+  }
+  return tl::unexpected(Invalid(
+      "credentials: none found; set credentials to a service-account key (an object, its JSON "
+      "text or a key file path), set GOOGLE_APPLICATION_CREDENTIALS to a key file, or run "
+      "`gcloud auth application-default login` (it writes " +
+      (well_known.empty() ? std::string("application_default_credentials.json") : well_known) +
+      ")"));
 }
 
 std::string FormEncode(std::string_view text) { return net::UriEncode(text, false); }
 
 }  // namespace
 
-Result<ServiceAccountKey> ParseServiceAccountKey(const JsonObject& key, const std::string& origin) {
-  std::string type = OptionalString(key, "type");
-  if (type != "service_account") {
-    return tl::unexpected(Invalid(origin + ": \"type\" must be \"service_account\" (only "
-                                           "service-account keys are supported)"));
+std::string Credentials::Principal() const {
+  if (type == CredentialType::kAuthorizedUser)
+    return "user credentials (client_id " + client_id + ")";
+  return "service account '" + client_email + "'";
+}
+
+std::string WellKnownCredentialsPath() {
+  const char* config = std::getenv("CLOUDSDK_CONFIG");
+  if (config != nullptr && *config != '\0') {
+    return (std::filesystem::path(config) / kWellKnownFile).string();
   }
-  ServiceAccountKey out;
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || *home == '\0') return "";
+  return (std::filesystem::path(home) / ".config" / "gcloud" / kWellKnownFile).string();
+}
+
+Result<Credentials> ParseCredentials(const JsonObject& object, const std::string& origin) {
+  std::string type = OptionalString(object, "type");
+  Credentials out;
   out.origin = origin;
-  S3DB_ASSIGN_OR_RETURN(out.client_email, RequiredString(key, "client_email", origin));
-  S3DB_ASSIGN_OR_RETURN(out.private_key_pem, RequiredString(key, "private_key", origin));
-  out.private_key_id = OptionalString(key, "private_key_id");
-  out.token_uri = OptionalString(key, "token_uri");
-  out.project_id = OptionalString(key, "project_id");
+  out.token_uri = OptionalString(object, "token_uri");
+  if (type == "service_account") {
+    out.type = CredentialType::kServiceAccount;
+    const char* what = "service-account key";
+    S3DB_ASSIGN_OR_RETURN(out.client_email, RequiredString(object, "client_email", origin, what));
+    S3DB_ASSIGN_OR_RETURN(out.private_key_pem, RequiredString(object, "private_key", origin, what));
+    out.private_key_id = OptionalString(object, "private_key_id");
+    out.project_id = OptionalString(object, "project_id");
+  } else if (type == "authorized_user") {
+    out.type = CredentialType::kAuthorizedUser;
+    const char* what = "authorized_user credentials";
+    S3DB_ASSIGN_OR_RETURN(out.client_id, RequiredString(object, "client_id", origin, what));
+    S3DB_ASSIGN_OR_RETURN(out.client_secret, RequiredString(object, "client_secret", origin, what));
+    S3DB_ASSIGN_OR_RETURN(out.refresh_token, RequiredString(object, "refresh_token", origin, what));
+    out.quota_project_id = OptionalString(object, "quota_project_id");
+  } else {
+    return tl::unexpected(
+        Invalid(origin +
+                ": \"type\" must be \"service_account\" (a service-account key) or "
+                "\"authorized_user\" (gcloud user credentials)" +
+                (type.empty() ? std::string(", and it is missing") : ", not '" + type + "'")));
+  }
   if (!out.token_uri.empty() && out.token_uri.rfind("https://", 0) != 0 &&
       out.token_uri.rfind("http://", 0) != 0) {
     return tl::unexpected(Invalid(origin + ": \"token_uri\" must be an http(s) URL"));
@@ -90,25 +138,21 @@ Result<ServiceAccountKey> ParseServiceAccountKey(const JsonObject& key, const st
   return out;
 }
 
-Result<ServiceAccountKey> LoadServiceAccountKey(const Json* credentials) {
-  if (credentials == nullptr || credentials->is_null()) return FromEnvironment();
-  if (credentials->is_object()) {
-    if (credentials->get_object().empty()) return FromEnvironment();
-    return ParseServiceAccountKey(credentials->get_object(), "credentials");
-  }
+Result<Credentials> LoadCredentials(const Json* credentials) {
+  if (!IsGiven(credentials)) return FromDefaults();
+  if (credentials->is_object()) return ParseCredentials(credentials->get_object(), "credentials");
   if (credentials->is_string()) {
     std::string_view text = credentials->get_string();
     std::size_t first = text.find_first_not_of(" \t\r\n");
     if (first != std::string_view::npos && text[first] == '{') {
-      return ParseKeyText(text, "credentials (JSON text)");
+      return ParseText(text, "credentials (JSON text)");
     }
-    if (text.empty()) return FromEnvironment();
     std::string path(text);
-    return LoadKeyFile(path, "credentials file '" + path + "'");
+    return LoadFile(path, "credentials file '" + path + "'");
   }
   return tl::unexpected(
-      Invalid("credentials: must be a service-account key object, its JSON "
-              "text or a key file path"));
+      Invalid("credentials: must be a service-account key or authorized_user object, its JSON "
+              "text or a file path"));
 }
 
 std::string Base64UrlEncode(std::string_view bytes) {
@@ -177,7 +221,7 @@ Result<std::string> RsaSigner::Sign(std::string_view data) const {
   return signature;
 }
 
-Result<std::string> MakeJwtAssertion(const RsaSigner& signer, const ServiceAccountKey& key,
+Result<std::string> MakeJwtAssertion(const RsaSigner& signer, const Credentials& key,
                                      std::string_view scope, std::string_view audience,
                                      std::int64_t now_seconds, std::int64_t lifetime_seconds) {
   JsonObject header;
@@ -202,25 +246,27 @@ std::int64_t SystemSeconds() {
       .count();
 }
 
-Result<std::unique_ptr<TokenSource>> TokenSource::Create(ServiceAccountKey key,
-                                                         net::HttpClient& http,
+Result<std::unique_ptr<TokenSource>> TokenSource::Create(Credentials key, net::HttpClient& http,
                                                          std::string token_uri,
                                                          SecondsClock clock) {
-  auto signer = RsaSigner::FromPem(key.private_key_pem);
-  if (!signer) {
-    return MakeError(ErrorCode::kInvalidArgument, key.origin + ": " + signer.error().message +
-                                                      " (service account '" + key.client_email +
-                                                      "')");
+  std::unique_ptr<RsaSigner> signer;
+  if (key.type == CredentialType::kServiceAccount) {
+    auto loaded = RsaSigner::FromPem(key.private_key_pem);
+    if (!loaded) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       key.origin + ": " + loaded.error().message + " (" + key.Principal() + ")");
+    }
+    signer = std::move(*loaded);
   }
   if (token_uri.empty()) token_uri = key.token_uri;
   if (token_uri.empty()) token_uri = std::string(kDefaultTokenUri);
   if (!clock) clock = SystemSeconds;
-  return std::unique_ptr<TokenSource>(new TokenSource(std::move(key), std::move(*signer), http,
+  return std::unique_ptr<TokenSource>(new TokenSource(std::move(key), std::move(signer), http,
                                                       std::move(token_uri), std::move(clock)));
 }
 
-TokenSource::TokenSource(ServiceAccountKey key, std::unique_ptr<RsaSigner> signer,
-                         net::HttpClient& http, std::string token_uri, SecondsClock clock)
+TokenSource::TokenSource(Credentials key, std::unique_ptr<RsaSigner> signer, net::HttpClient& http,
+                         std::string token_uri, SecondsClock clock)
     : key_(std::move(key)),
       signer_(std::move(signer)),
       http_(http),
@@ -255,17 +301,25 @@ std::uint64_t TokenSource::fetches() const {
 
 Result<std::pair<std::string, std::int64_t>> TokenSource::Fetch(std::chrono::milliseconds timeout) {
   std::int64_t now = clock_();
-  S3DB_ASSIGN_OR_RETURN(std::string assertion,
-                        MakeJwtAssertion(*signer_, key_, kBigqueryScope, token_uri_, now));
   net::HttpRequest request;
   request.method = "POST";
   request.url = token_uri_;
   request.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
                      {"Accept", "application/json"}};
-  request.body = "grant_type=" + FormEncode(kJwtBearerGrantType) + "&assertion=" + assertion;
+  if (key_.type == CredentialType::kAuthorizedUser) {
+    // RFC 6749 section 6; the scopes are those granted at login (cloud-platform for gcloud's
+    // application-default login), so none is sent.
+    request.body = "grant_type=" + FormEncode(kRefreshTokenGrantType) +
+                   "&client_id=" + FormEncode(key_.client_id) +
+                   "&client_secret=" + FormEncode(key_.client_secret) +
+                   "&refresh_token=" + FormEncode(key_.refresh_token);
+  } else {
+    S3DB_ASSIGN_OR_RETURN(std::string assertion,
+                          MakeJwtAssertion(*signer_, key_, kBigqueryScope, token_uri_, now));
+    request.body = "grant_type=" + FormEncode(kJwtBearerGrantType) + "&assertion=" + assertion;
+  }
   request.timeout = timeout;
-  std::string where = "token endpoint " + net::RedactUrl(token_uri_) + " for service account '" +
-                      key_.client_email + "'";
+  std::string where = "token endpoint " + net::RedactUrl(token_uri_) + " for " + key_.Principal();
   auto response = http_.Send(request);
   if (!response)
     return tl::unexpected(Error(response.error().code, where + ": " + response.error().message));
@@ -287,7 +341,11 @@ Result<std::pair<std::string, std::int64_t>> TokenSource::Fetch(std::chrono::mil
       return MakeError(ErrorCode::kUnavailable, message);
     }
     return MakeError(ErrorCode::kUnauthorized,
-                     message + "; check the key, its client_email and that it is not revoked");
+                     message + (key_.type == CredentialType::kAuthorizedUser
+                                    ? "; the refresh token may be revoked or expired: run `gcloud "
+                                      "auth application-default login` again"
+                                    : "; check the key, its client_email and that it is not "
+                                      "revoked"));
   }
   const Json* token = body ? body->if_contains("access_token") : nullptr;
   if (token == nullptr || !token->is_string() || token->get_string().empty()) {

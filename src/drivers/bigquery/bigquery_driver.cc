@@ -1,4 +1,3 @@
-#include "drivers/source_attributes.h"
 #include "drivers/bigquery/bigquery_driver.h"
 
 #include <spdlog/spdlog.h>
@@ -9,6 +8,7 @@
 #include <thread>
 
 #include "drivers/bigquery/bigquery_api.h"
+#include "drivers/source_attributes.h"
 #include "net/sigv4.h"
 #include "s3db/schema.h"
 
@@ -375,6 +375,35 @@ const JsonObject* JobErrorResult(const Json& job) {
 
 std::string JobState(const Json& job) { return StringAt(ObjectAt(job, "status"), "state"); }
 
+// Location names compare without regard to case ("EU" and "eu", "europe-west1").
+bool SameLocation(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// BigQuery's answer to a job that runs in another location than its dataset: "Not found:
+// Dataset p:d was not found in location US". Permanent until the configuration changes.
+bool IsLocationMismatch(std::string_view message) {
+  return message.find("was not found in location") != std::string_view::npos;
+}
+
+DeliveryResult LocationMismatch(const std::string& what, const std::string& message,
+                                const std::string& location) {
+  return DeliveryResult::Permanent(
+      "location_mismatch",
+      what + ": " + message + "; the job ran in " +
+          (location.empty() ? "the default location" : location) +
+          ": set the location option to the dataset's location (or remove it), then replay the "
+          "dead letters");
+}
+
+std::string WithLocation(std::string path, const std::string& location) {
+  if (location.empty()) return path;
+  return path + "?location=" + bigquery::EncodeSegment(location);
+}
+
 }  // namespace
 
 void SetBigqueryLogObserver(std::function<void(std::string_view line)> observer) {
@@ -461,20 +490,37 @@ Result<BigqueryOptions> ParseBigqueryOptions(const JsonObject& config) {
     }
   }
 
-  auto key = bigquery::LoadServiceAccountKey(credentials);
-  if (!key)
-    return tl::unexpected(Error(key.error().code, "bigquery config: " + key.error().message));
-  options.key = std::move(*key);
-  if (options.project_id.empty()) options.project_id = options.key.project_id;
+  auto loaded = bigquery::LoadCredentials(credentials);
+  if (!loaded)
+    return tl::unexpected(Error(loaded.error().code, "bigquery config: " + loaded.error().message));
+  options.credentials = std::move(*loaded);
+  if (options.project_id.empty()) options.project_id = options.credentials.project_id;
   if (options.project_id.empty()) {
-    return tl::unexpected(Invalid("projectId", "is required (the key has no project_id)"));
+    bool user = options.credentials.type == bigquery::CredentialType::kAuthorizedUser;
+    return tl::unexpected(
+        Invalid("projectId",
+                std::string("is required: ") +
+                    (user ? "user credentials (" + options.credentials.origin + ") carry no project"
+                          : "the service-account key (" + options.credentials.origin +
+                                ") has no project_id") +
+                    "; set projectId to the project that holds the dataset (e.g. "
+                    "\"my-analytics-project\")"));
+  }
+  if (options.dataset_id.empty()) {
+    return tl::unexpected(Invalid(
+        "datasetId", std::string(config.contains("datasetId") ? "is empty" : "is required") +
+                         "; set it to the dataset that holds the tables (create one with `bq mk "
+                         "--dataset " +
+                         options.project_id +
+                         ":DATASET`); a destination may still name another dataset as "
+                         "\"dataset.table\""));
   }
   if (!bigquery::IsValidProjectId(options.project_id)) {
     return tl::unexpected(Invalid("projectId", "'" + options.project_id +
                                                    "' is not a valid project id (6-30 lowercase "
                                                    "letters, digits or hyphens)"));
   }
-  if (!options.dataset_id.empty() && !bigquery::IsValidDatasetId(options.dataset_id)) {
+  if (!bigquery::IsValidDatasetId(options.dataset_id)) {
     return tl::unexpected(Invalid("datasetId", "'" + options.dataset_id +
                                                    "' is not a valid dataset id (letters, digits "
                                                    "and underscores, at most 1024)"));
@@ -538,8 +584,9 @@ Status BigqueryDriver::Start() {
   if (started_) return Ok();
   stopping_ = false;
   if (!tokens_) {
-    S3DB_ASSIGN_OR_RETURN(tokens_, bigquery::TokenSource::Create(
-                                       options_.key, *http_, options_.token_uri, options_.clock));
+    S3DB_ASSIGN_OR_RETURN(
+        tokens_, bigquery::TokenSource::Create(options_.credentials, *http_, options_.token_uri,
+                                               options_.clock));
     api_ = std::make_unique<bigquery::Api>(*http_, *tokens_, options_.endpoint);
   }
   auto token = tokens_->Token(kStartTimeout);
@@ -548,7 +595,7 @@ Status BigqueryDriver::Start() {
     return tl::unexpected(Error(token.error().code, "bigquery: " + token.error().message));
   }
 
-  if (!options_.dataset_id.empty()) {
+  {
     std::string display = options_.project_id + ":" + options_.dataset_id;
     std::string path = "/bigquery/v2/projects/" + bigquery::EncodeSegment(options_.project_id) +
                        "/datasets/" + bigquery::EncodeSegment(options_.dataset_id);
@@ -566,14 +613,30 @@ Status BigqueryDriver::Start() {
                              ") or fix datasetId and projectId");
       }
       if (reply->status == 401 || reply->status == 403) {
-        return MakeError(ErrorCode::kUnauthorized, message + "; grant the service account '" +
-                                                       options_.key.client_email +
-                                                       "' access to the dataset");
+        return MakeError(
+            ErrorCode::kUnauthorized,
+            message + "; grant " + options_.credentials.Principal() + " access to the dataset");
       }
       if (reply->status == 429 || reply->status >= 500) {
         return MakeError(ErrorCode::kUnavailable, message);
       }
       return MakeError(ErrorCode::kInvalidArgument, message);
+    }
+    std::string found = StringAt(reply->body.if_object(), "location");
+    if (!options_.location.empty() && !found.empty() && !SameLocation(found, options_.location)) {
+      std::string message = "bigquery: dataset " + display + " is in location " + found +
+                            ", not in " + options_.location +
+                            " (the location option); jobs there would fail with \"Not found: "
+                            "Dataset " +
+                            display + " was not found in location " + options_.location +
+                            "\". location: set it to " + found +
+                            " or remove it (jobs then run where their dataset is)";
+      Log(2, "start: " + message);
+      return MakeError(ErrorCode::kInvalidArgument, message);
+    }
+    if (!found.empty()) {
+      std::lock_guard lock(mutex_);
+      dataset_locations_[options_.dataset_id] = found;
     }
   }
   started_ = true;
@@ -582,7 +645,8 @@ Status BigqueryDriver::Start() {
              ", insertMethod " +
              (options_.insert_method == BigqueryInsertMethod::kBatch ? "batch" : "streaming") +
              ", mode " + (options_.mode == BigqueryMode::kMerge ? "merge" : "changelog") +
-             ", service account " + options_.key.client_email);
+             (options_.location.empty() ? "" : ", location " + options_.location) + ", " +
+             options_.credentials.Principal() + " from " + options_.credentials.origin);
   return Ok();
 }
 
@@ -1134,6 +1198,7 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
                               std::vector<DeliveryResult>& results) {
   std::string what = "bigquery: load job into " + group.display;
   const std::size_t overhead = 2048;  // multipart headers and the job configuration
+  const std::string location = JobLocation(group.dataset, deadline);
   std::size_t begin = 0;
   while (begin < rows.size()) {
     if (overhead + rows[begin].size() + 1 > options_.max_request_bytes) {
@@ -1205,7 +1270,7 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
       JsonObject reference;
       reference["projectId"] = options_.project_id;
       reference["jobId"] = job_id;
-      if (!options_.location.empty()) reference["location"] = options_.location;
+      if (!location.empty()) reference["location"] = location;
       JsonObject job;
       job["jobReference"] = std::move(reference);
       job["configuration"] = std::move(configuration);
@@ -1232,10 +1297,13 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
       }
       bool existing = false;
       Json current;
-      std::string job_path =
-          JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id) +
-          (options_.location.empty() ? ""
-                                     : "?location=" + bigquery::EncodeSegment(options_.location));
+      std::string job_path = WithLocation(
+          JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id), location);
+      if (reply->status == 404 && IsLocationMismatch(reply->message)) {
+        SetAll(results, chunk, 0, chunk.size(),
+               LocationMismatch(what, reply->Describe(), location));
+        break;
+      }
       if (reply->status == 409) {
         // A job with this id ran before (an earlier attempt of the same changes).
         existing = true;
@@ -1259,6 +1327,12 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
         break;
       } else {
         current = std::move(reply->body);
+        // Poll where the service says the job is (it may have chosen the location).
+        std::string job_location = StringAt(ObjectAt(current, "jobReference"), "location");
+        if (!job_location.empty()) {
+          job_path = WithLocation(
+              JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id), job_location);
+        }
       }
 
       // Polls until the job is done or the deadline comes.
@@ -1317,6 +1391,10 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
         SetAll(results, chunk, 0, chunk.size(), DeliveryResult::Unauthorized(described));
         break;
       }
+      if (error != nullptr && IsLocationMismatch(message)) {
+        SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, described, location));
+        break;
+      }
       if (error != nullptr && reason == "notFound") {
         ForgetTable(group.key);
         SetAll(results, chunk, 0, chunk.size(), DeliveryResult::Retryable(described));
@@ -1353,6 +1431,7 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
                                const std::vector<std::string>& rows, Deadline deadline,
                                std::vector<DeliveryResult>& results) {
   std::string what = "bigquery: MERGE into " + group.display;
+  const std::string location = JobLocation(group.dataset, deadline);
   std::vector<Field> schema = CachedSchema(group.key).value_or(std::vector<Field>{});
   std::string sql = BuildMergeSql(group.sql_name, schema);
   const std::size_t overhead = sql.size() + 1024;
@@ -1397,7 +1476,7 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
     JsonArray parameters;
     parameters.push_back(std::move(rows_parameter));
     request["queryParameters"] = std::move(parameters);
-    if (!options_.location.empty()) request["location"] = options_.location;
+    if (!location.empty()) request["location"] = location;
     auto wait = std::clamp<std::int64_t>(bigquery::Remaining(deadline).count(), 1, 10000);
     // No requestId: the statement is idempotent (guarded by _rev), and a cached failure
     // would be handed back to every retry within the id's window.
@@ -1431,6 +1510,8 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
     } else if (reply->status == 400 &&
                (reply->reason == "invalidQuery" || reply->reason == "invalid")) {
       bisect(DeliveryResult::Permanent(reply->reason, what + ": " + reply->Describe()));
+    } else if (reply->status == 404 && IsLocationMismatch(reply->message)) {
+      SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, reply->Describe(), location));
     } else if (reply->status == 404) {
       ForgetTable(group.key);
       SetAll(results, chunk, 0, chunk.size(),
@@ -1446,11 +1527,10 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
       if (!done) {
         const JsonObject* job_reference = ObjectAt(current, "jobReference");
         std::string job_id = StringAt(job_reference, "jobId");
-        std::string location = StringAt(job_reference, "location");
-        if (location.empty()) location = options_.location;
-        std::string job_path =
-            JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id) +
-            (location.empty() ? "" : "?location=" + bigquery::EncodeSegment(location));
+        std::string job_location = StringAt(job_reference, "location");
+        if (job_location.empty()) job_location = location;
+        std::string job_path = WithLocation(
+            JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id), job_location);
         std::chrono::milliseconds interval = options_.job_poll_interval;
         while (!outcome) {
           if (job_id.empty()) {
@@ -1482,6 +1562,11 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
         } else {
           std::string reason = StringAt(error, "reason");
           std::string described = what + ": " + reason + ": " + StringAt(error, "message");
+          if (IsLocationMismatch(described)) {
+            SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, described, location));
+            begin = end;
+            continue;
+          }
           if (reason == "invalidQuery" || reason == "invalid") {
             bisect(DeliveryResult::Permanent(reason, described));
             begin = end;
@@ -1496,6 +1581,26 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
     }
     begin = end;
   }
+}
+
+std::string BigqueryDriver::JobLocation(const std::string& dataset, Deadline deadline) {
+  if (!options_.location.empty()) return options_.location;
+  {
+    std::lock_guard lock(mutex_);
+    auto found = dataset_locations_.find(dataset);
+    if (found != dataset_locations_.end()) return found->second;
+  }
+  auto reply = api_->Send("GET",
+                          "/bigquery/v2/projects/" + bigquery::EncodeSegment(options_.project_id) +
+                              "/datasets/" + bigquery::EncodeSegment(dataset),
+                          "", "", deadline);
+  if (!reply || !reply->ok()) return "";  // the job's own errors will say what is wrong
+  std::string location = StringAt(reply->body.if_object(), "location");
+  if (!location.empty()) {
+    std::lock_guard lock(mutex_);
+    dataset_locations_[dataset] = location;
+  }
+  return location;
 }
 
 void BigqueryDriver::ApplyRetryBudget(std::vector<DeliveryResult>& results,

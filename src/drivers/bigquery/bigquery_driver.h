@@ -57,19 +57,22 @@ enum class BigqueryMode { kChangelog, kMerge };
 
 // The replicator's "config" object. Unknown keys are refused.
 struct BigqueryOptions {
-  // "projectId": the project of the tables and the one billed for jobs. Default: the key's
-  // project_id.
+  // "projectId": the project of the tables and the one billed for jobs. Default: the
+  // service-account key's project_id (required with user credentials, which carry none).
   std::string project_id;
-  // "datasetId": the dataset of the tables. A destination may name another with its "dataset"
-  // option or as "dataset.table"; without either, this is required.
+  // "datasetId" (required): the dataset of the tables. A destination may name another with its
+  // "dataset" option or as "dataset.table".
   std::string dataset_id;
-  // "location": where jobs run ("US", "EU", "europe-west1", …); empty: the service decides.
+  // "location": where jobs run ("US", "EU", "europe-west1", …); sent on jobs.insert, jobs.get
+  // and jobs.query. Empty: the location of the job's dataset (read with datasets.get). Start
+  // refuses a location other than datasetId's.
   std::string location;
-  // "credentials": the service-account key: an object, its JSON text or a key file path;
-  // absent or {}: the file named by GOOGLE_APPLICATION_CREDENTIALS. The private key is never
+  // "credentials": a service-account key or authorized_user credentials: an object, its JSON
+  // text or a file path; absent, "" or {}: GOOGLE_APPLICATION_CREDENTIALS, then gcloud's
+  // application_default_credentials.json (bigquery::LoadCredentials). Secrets are never
   // logged or put into a message.
-  bigquery::ServiceAccountKey key;
-  // "tokenUri": the OAuth token endpoint; empty: the key's token_uri.
+  bigquery::Credentials credentials;
+  // "tokenUri": the OAuth token endpoint; empty: the credentials' token_uri, else Google's.
   std::string token_uri;
   // "insertMethod": "streaming" (tabledata.insertAll, default) or "batch" (load jobs).
   BigqueryInsertMethod insert_method = BigqueryInsertMethod::kStreaming;
@@ -140,9 +143,9 @@ class BigqueryDriver final : public Driver {
                  std::unique_ptr<net::HttpClient> http = nullptr);
   ~BigqueryDriver() override;
 
-  // Loads the key, fetches a token and checks that the dataset exists. Errors:
-  // kInvalidArgument (key, missing dataset), kUnauthorized (refused key or no access),
-  // kUnavailable/kTimeout (unreachable).
+  // Loads the key, fetches a token and checks that the dataset exists (in `location`, when
+  // set). Errors: kInvalidArgument (key, missing dataset, other location), kUnauthorized
+  // (refused credentials or no access), kUnavailable/kTimeout (unreachable).
   Status Start() override;
   std::vector<DeliveryResult> Deliver(std::span<const DeliveryItem> batch,
                                       std::chrono::milliseconds timeout) override;
@@ -189,6 +192,10 @@ class BigqueryDriver final : public Driver {
   void ForgetTable(const std::string& table_key);
   bool RecentlyPatched(const std::string& table_key) const;
 
+  // The location jobs on `dataset` run in: the "location" option, else the dataset's own
+  // (datasets.get, cached). Empty when it cannot be read (the service then decides).
+  std::string JobLocation(const std::string& dataset, bigquery::Deadline deadline);
+
   void ApplyRetryBudget(std::vector<DeliveryResult>& results, std::span<const DeliveryItem> batch);
   void Log(int level, const std::string& line) const;
 
@@ -201,10 +208,11 @@ class BigqueryDriver final : public Driver {
 
   std::atomic<bool> stopping_{false};
 
-  // guards tables_, patched_at_, retries_, last_success_, stats_
+  // guards tables_, patched_at_, dataset_locations_, retries_, last_success_, stats_
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<bigquery::Field>, std::less<>> tables_;
   std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> patched_at_;
+  std::map<std::string, std::string, std::less<>> dataset_locations_;  // dataset -> location
   std::unordered_map<std::string, RetryState> retries_;
   std::chrono::steady_clock::time_point last_success_{};
   Stats stats_;

@@ -851,6 +851,30 @@ TEST_F(BigqueryTest, TokenIsCachedUntilFiveMinutesBeforeExpiry) {
   EXPECT_EQ((*tokens)->fetches(), 2u);
 }
 
+TEST_F(BigqueryTest, UserTokensAreCachedAndRefreshedLikeServiceAccountTokens) {
+  auto credentials = bigquery::ParseCredentials(fake_.AuthorizedUserCredentials(), "test");
+  ASSERT_TRUE(credentials.has_value()) << credentials.error().ToString();
+  auto http = net::NewHttpClient();
+  auto tokens =
+      bigquery::TokenSource::Create(*credentials, *http, "", [this] { return fake_.Now(); });
+  ASSERT_TRUE(tokens.has_value()) << tokens.error().ToString();
+  auto first = (*tokens)->Token(5s);
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  fake_.AdvanceClock(3600 - 301);
+  EXPECT_EQ(*(*tokens)->Token(5s), *first);
+  fake_.AdvanceClock(2);
+  auto second = (*tokens)->Token(5s);
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  EXPECT_NE(*second, *first);
+  EXPECT_EQ((*tokens)->fetches(), 2u);
+  auto grants = fake_.token_grants();
+  ASSERT_EQ(grants.size(), 2u);
+  for (const auto& grant : grants) {
+    EXPECT_EQ(grant.grant_type, "refresh_token");
+    EXPECT_TRUE(grant.accepted) << grant.error;
+  }
+}
+
 TEST_F(BigqueryTest, AKeyTheTokenEndpointRefusesIsUnauthorizedAtStart) {
   LogCapture log;
   auto driver = Driver({{"credentials", fake_.UntrustedServiceAccountKey()}});
@@ -1117,6 +1141,25 @@ TEST_F(BigqueryTest, ARetriedBatchDoesNotDuplicateRows) {
   EXPECT_EQ(fake_.counters().duplicates_dropped, 40);
 }
 
+TEST_F(BigqueryTest, InsertIdDedupHoldsOnlyInsideTheServiceWindow) {
+  // BigQuery's insertId dedup is best effort within a window (the fake: 60 s). A retry inside
+  // it is dropped; a replay after it is stored again, which the changelog view removes
+  // (same _change_id, same _rev).
+  auto driver = Started();
+  Batch batch = {Item("u1", 1, Action::kInsert, {{"n", 1}})};
+  ASSERT_EQ(driver->Deliver(batch, 10s)[0].outcome, Outcome::kDelivered);
+  fake_.AdvanceClock(59);
+  ASSERT_EQ(driver->Deliver(batch, 10s)[0].outcome, Outcome::kDelivered);
+  EXPECT_EQ(Rows().size(), 1u);
+  EXPECT_EQ(fake_.counters().duplicates_dropped, 1);
+  fake_.AdvanceClock(62);
+  ASSERT_EQ(driver->Deliver(batch, 10s)[0].outcome, Outcome::kDelivered);
+  auto rows = Rows();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(Text(rows[0], "_change_id"), Text(rows[1], "_change_id"));
+  EXPECT_EQ(rows[0].at("_rev"), rows[1].at("_rev"));
+}
+
 TEST_F(BigqueryTest, ATimedOutRequestIsRetryableAndItsRetryDoesNotDuplicate) {
   auto driver = Started();
   std::vector<DeliveryItem> batch = {Item("u1", 1, Action::kInsert, {}),
@@ -1282,6 +1325,23 @@ TEST_F(BigqueryTest, IgnoreUnknownValuesDropsUnknownFieldsWithoutASchemaChange) 
   auto added = strict->Deliver(Batch{Item("u2", 1, Action::kInsert, {{"unknown", 1}})}, 10s);
   EXPECT_EQ(added[0].outcome, Outcome::kDelivered) << added[0].error;
   EXPECT_EQ(fake_.counters().tables_patched, 1);
+}
+
+TEST_F(BigqueryTest, IgnoreUnknownValuesAppliesToLoadJobsToo) {
+  fake_.CreateTable(kProject, kDataset, "users",
+                    Json(Obj(R"({"f": [
+      {"name": "id", "type": "STRING"}, {"name": "_action", "type": "STRING"},
+      {"name": "_changed_at", "type": "TIMESTAMP"}, {"name": "_change_id", "type": "STRING"},
+      {"name": "_rev", "type": "INTEGER"}]})")
+                             .at("f")));
+  auto driver = Started({{"ignoreUnknownValues", true}, {"insertMethod", "batch"}});
+  auto results = driver->Deliver(Batch{Item("u1", 1, Action::kInsert, {{"unknown", 1}})}, 10s);
+  EXPECT_EQ(results[0].outcome, Outcome::kDelivered) << results[0].error;
+  EXPECT_EQ(fake_.counters().tables_patched, 0);
+  auto rows = Rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_FALSE(rows[0].contains("unknown"));
+  EXPECT_EQ(fake_.counters().jobs_inserted, 1);
 }
 
 TEST_F(BigqueryTest, ATransientRowErrorIsRetryable) {

@@ -458,7 +458,7 @@ TEST_F(BigqueryTest, AuthorizedUserCredentialsUseTheRefreshTokenGrant) {
   config["credentials"] = user;
   auto no_project = ParseBigqueryOptions(config);
   ASSERT_FALSE(no_project.has_value());
-  EXPECT_NE(no_project.error().message.find("projectId: is required: user credentials"),
+  EXPECT_NE(no_project.error().message.find("projectId: is required: authorized_user credentials"),
             std::string::npos)
       << no_project.error().message;
 }

@@ -26,8 +26,8 @@ Result<std::string> RequiredString(const JsonObject& key, std::string_view name,
                                    const std::string& origin, std::string_view what) {
   const Json* value = key.if_contains(name);
   if (value == nullptr || !value->is_string() || value->get_string().empty()) {
-    return tl::unexpected(Invalid(origin + ": the " + std::string(what) + " has no \"" +
-                                  std::string(name) + "\" string"));
+    return tl::unexpected(Invalid(origin + ": \"" + std::string(name) + "\" is missing or empty (" +
+                                  std::string(what) + ")"));
   }
   return std::string(value->get_string());
 }
@@ -342,8 +342,9 @@ Result<std::pair<std::string, std::int64_t>> TokenSource::Fetch(std::chrono::mil
     }
     return MakeError(ErrorCode::kUnauthorized,
                      message + (key_.type == CredentialType::kAuthorizedUser
-                                    ? "; the refresh token may be revoked or expired: run `gcloud "
-                                      "auth application-default login` again"
+                                    ? "; the user credentials were refused (a revoked or expired "
+                                      "refresh token, or a wrong client_id/client_secret): run "
+                                      "`gcloud auth application-default login` again"
                                     : "; check the key, its client_email and that it is not "
                                       "revoked"));
   }

@@ -389,12 +389,10 @@ bool IsLocationMismatch(std::string_view message) {
   return message.find("was not found in location") != std::string_view::npos;
 }
 
-DeliveryResult LocationMismatch(const std::string& what, const std::string& message,
-                                const std::string& location) {
+DeliveryResult LocationMismatch(const std::string& error, const std::string& location) {
   return DeliveryResult::Permanent(
       "location_mismatch",
-      what + ": " + message + "; the job ran in " +
-          (location.empty() ? "the default location" : location) +
+      error + "; the job ran in " + (location.empty() ? "the default location" : location) +
           ": set the location option to the dataset's location (or remove it), then replay the "
           "dead letters");
 }
@@ -498,13 +496,13 @@ Result<BigqueryOptions> ParseBigqueryOptions(const JsonObject& config) {
   if (options.project_id.empty()) {
     bool user = options.credentials.type == bigquery::CredentialType::kAuthorizedUser;
     return tl::unexpected(
-        Invalid("projectId",
-                std::string("is required: ") +
-                    (user ? "user credentials (" + options.credentials.origin + ") carry no project"
-                          : "the service-account key (" + options.credentials.origin +
-                                ") has no project_id") +
-                    "; set projectId to the project that holds the dataset (e.g. "
-                    "\"my-analytics-project\")"));
+        Invalid("projectId", std::string("is required: ") +
+                                 (user ? "authorized_user credentials (from " +
+                                             options.credentials.origin + ") carry no project"
+                                       : "the service-account key (from " +
+                                             options.credentials.origin + ") has no project_id") +
+                                 "; set projectId to the project that holds the dataset (e.g. "
+                                 "\"my-analytics-project\")"));
   }
   if (options.dataset_id.empty()) {
     return tl::unexpected(Invalid(
@@ -1301,7 +1299,7 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
           JobsPath(options_.project_id) + "/" + bigquery::EncodeSegment(job_id), location);
       if (reply->status == 404 && IsLocationMismatch(reply->message)) {
         SetAll(results, chunk, 0, chunk.size(),
-               LocationMismatch(what, reply->Describe(), location));
+               LocationMismatch(what + ": " + reply->Describe(), location));
         break;
       }
       if (reply->status == 409) {
@@ -1392,7 +1390,7 @@ void BigqueryDriver::LoadRows(TableGroup& group, const std::vector<std::size_t>&
         break;
       }
       if (error != nullptr && IsLocationMismatch(message)) {
-        SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, described, location));
+        SetAll(results, chunk, 0, chunk.size(), LocationMismatch(described, location));
         break;
       }
       if (error != nullptr && reason == "notFound") {
@@ -1511,7 +1509,8 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
                (reply->reason == "invalidQuery" || reply->reason == "invalid")) {
       bisect(DeliveryResult::Permanent(reply->reason, what + ": " + reply->Describe()));
     } else if (reply->status == 404 && IsLocationMismatch(reply->message)) {
-      SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, reply->Describe(), location));
+      SetAll(results, chunk, 0, chunk.size(),
+             LocationMismatch(what + ": " + reply->Describe(), location));
     } else if (reply->status == 404) {
       ForgetTable(group.key);
       SetAll(results, chunk, 0, chunk.size(),
@@ -1563,7 +1562,7 @@ void BigqueryDriver::MergeRows(TableGroup& group, const std::vector<std::size_t>
           std::string reason = StringAt(error, "reason");
           std::string described = what + ": " + reason + ": " + StringAt(error, "message");
           if (IsLocationMismatch(described)) {
-            SetAll(results, chunk, 0, chunk.size(), LocationMismatch(what, described, location));
+            SetAll(results, chunk, 0, chunk.size(), LocationMismatch(described, location));
             begin = end;
             continue;
           }

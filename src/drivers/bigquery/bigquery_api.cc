@@ -83,9 +83,10 @@ DeliveryResult ClassifyReply(const ApiReply& reply, std::string_view what) {
     return result;
   }
   if (status == 403) {
-    return DeliveryResult::Unauthorized(message +
-                                        "; grant the service account the BigQuery "
-                                        "Data Editor and Job User roles");
+    return DeliveryResult::Unauthorized(
+        message +
+        "; grant the account (service account or user) the BigQuery "
+        "Data Editor and Job User roles");
   }
   std::string reason = reply.reason.empty() ? "http_" + std::to_string(status) : reply.reason;
   return DeliveryResult::Permanent(reason, message);

@@ -51,7 +51,8 @@ class Api {
   // `endpoint`: the API root, e.g. "https://bigquery.googleapis.com" (no trailing slash).
   Api(net::HttpClient& http, TokenSource& tokens, std::string endpoint);
 
-  // Sends a request to `endpoint + path` with "Authorization: Bearer <token>". A 401 makes it
+  // Sends a request to `endpoint + path` with "Authorization: Bearer <token>" (and
+  // "x-goog-user-project" when the credentials name a quota project). A 401 makes it
   // drop the token, fetch a new one and send once more. Transport and token errors are
   // errors; any HTTP status is a reply. kTimeout when the deadline has passed.
   Result<ApiReply> Send(std::string_view method, const std::string& path, std::string body,

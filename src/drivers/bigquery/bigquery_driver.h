@@ -1,5 +1,6 @@
 // The BigQuery driver ("bigquery"): replicates changes into BigQuery tables over the REST API
-// (v2), authenticated as a service account (OAuth 2.0 JWT bearer flow, RS256).
+// (v2), authenticated as a service account (OAuth 2.0 JWT bearer flow, RS256) or with gcloud
+// user credentials (refresh-token grant); see bigquery_auth.h for where credentials come from.
 //
 // Modes:
 //   changelog (default)  every change is appended as a row carrying _action, _changed_at,

@@ -172,7 +172,9 @@ Result<sqlite3*> OpenConnection(const std::string& path, bool writer, FsyncPolic
     const char* sync = fsync == FsyncPolicy::kAlways ? "PRAGMA synchronous=FULL"
                        : fsync == FsyncPolicy::kBatch ? "PRAGMA synchronous=NORMAL"
                                                       : "PRAGMA synchronous=OFF";
-    for (const char* sql : {"PRAGMA journal_mode=WAL", sync, "PRAGMA wal_autocheckpoint=1000",
+    // Checkpoints run on the background thread (SqliteChangeLog::BackgroundLoop), not in the
+    // commit of whichever writer crosses the threshold: a checkpoint fsyncs.
+    for (const char* sql : {"PRAGMA journal_mode=WAL", sync, "PRAGMA wal_autocheckpoint=0",
                             "PRAGMA journal_size_limit=4194304"}) {
       if (auto status = Exec(db, sql); !status) {
         sqlite3_close(db);
@@ -266,6 +268,10 @@ class SqliteChangeLog : public ChangeLog {
                                               next_sequence_ - 1);
     last_sequence_.store(committed_high_);
 
+    S3DB_ASSIGN_OR_RETURN(checkpointer_, OpenConnection(options_.path, false, options_.fsync));
+    S3DB_RETURN_IF_ERROR(Exec(checkpointer_, options_.fsync == FsyncPolicy::kOff
+                                                 ? "PRAGMA synchronous=OFF"
+                                                 : "PRAGMA synchronous=NORMAL"));
     open_ = true;
     background_thread_ = std::thread([this] { BackgroundLoop(); });
     return Ok();
@@ -412,7 +418,7 @@ class SqliteChangeLog : public ChangeLog {
     if (sqlite3_step(stmt) != SQLITE_DONE) {
       return tl::unexpected(SqliteError(writer_, "save checkpoint"));
     }
-    dirty_.store(true);
+    MarkWritten();
     return Ok();
   }
 
@@ -441,7 +447,7 @@ class SqliteChangeLog : public ChangeLog {
         return tl::unexpected(SqliteError(writer_, "compact"));
       }
       removed += static_cast<std::uint64_t>(sqlite3_changes(writer_));
-      dirty_.store(true);
+      MarkWritten();
     }
     return removed;
   }
@@ -481,7 +487,7 @@ class SqliteChangeLog : public ChangeLog {
     if (sqlite3_step(s) != SQLITE_DONE) {
       return tl::unexpected(SqliteError(writer_, "add dead letter"));
     }
-    dirty_.store(true);
+    MarkWritten();
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(writer_));
   }
 
@@ -521,7 +527,7 @@ class SqliteChangeLog : public ChangeLog {
     if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
       return tl::unexpected(SqliteError(writer_, "purge dead letters"));
     }
-    dirty_.store(true);
+    MarkWritten();
     return static_cast<std::uint64_t>(sqlite3_changes(writer_));
   }
 
@@ -549,7 +555,7 @@ class SqliteChangeLog : public ChangeLog {
     if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
       return tl::unexpected(SqliteError(writer_, "save state"));
     }
-    dirty_.store(true);
+    MarkWritten();
     return Ok();
   }
 
@@ -592,6 +598,8 @@ class SqliteChangeLog : public ChangeLog {
     insert_change_.Finalize();
     insert_intent_.Finalize();
     delete_intent_.Finalize();
+    sqlite3_close(checkpointer_);
+    checkpointer_ = nullptr;
     insert_pending_.Finalize();
     delete_pending_.Finalize();
     delete_change_.Finalize();
@@ -872,7 +880,7 @@ class SqliteChangeLog : public ChangeLog {
       committed_high_ = next_sequence_ - 1;
       PublishVisible();
     }
-    dirty_.store(true);
+    MarkWritten();
   }
 
   static std::string PendingKey(const Change& change) {
@@ -953,16 +961,15 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   // kBatch: commits are in the WAL file (safe from a process crash); this makes them safe from
-  // an OS crash within fsync_interval. Every policy: a commit now and then clears the marks of
-  // confirmed changes and moves changes pending past intent_timeout to the intents, even when
-  // no writer commits.
+  // an OS crash within fsync_interval. Every policy: checkpoints (copying the WAL into the
+  // database, with their fsyncs) run here, off the writers' path; and a commit now and then
+  // clears the marks of confirmed changes and moves changes pending past intent_timeout to the
+  // intents, even when no writer commits.
   void BackgroundLoop() {
     std::string wal_path = options_.path + "-wal";
-    auto interval = options_.fsync == FsyncPolicy::kBatch
-                        ? options_.fsync_interval
-                        : std::min<std::chrono::milliseconds>(options_.intent_timeout / 4,
-                                                              std::chrono::milliseconds(250));
-    interval = std::max(interval, std::chrono::milliseconds(1));
+    auto interval = options_.fsync == FsyncPolicy::kBatch ? options_.fsync_interval
+                                                          : std::chrono::milliseconds(50);
+    interval = std::clamp(interval, std::chrono::milliseconds(1), std::chrono::milliseconds(50));
     auto last_housekeeping = std::chrono::steady_clock::now();
     std::unique_lock lock(fsync_mutex_);
     while (!stopping_) {
@@ -984,6 +991,13 @@ class SqliteChangeLog : public ChangeLog {
           lock.lock();
         }
       }
+      if (wal_grown_.exchange(false)) {
+        // PASSIVE: copies what no reader still needs and never blocks the writer; the WAL
+        // restarts from its beginning once everything in it was copied.
+        int rc = sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           nullptr, nullptr);
+        if (rc != SQLITE_OK) wal_grown_.store(true);  // busy or failed: again next time
+      }
       if (options_.fsync != FsyncPolicy::kBatch || !dirty_.exchange(false)) continue;
       if (wal_fd_ < 0) wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
       if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) != 0) {
@@ -995,6 +1009,12 @@ class SqliteChangeLog : public ChangeLog {
     if (options_.fsync == FsyncPolicy::kBatch && wal_fd_ >= 0 && dirty_.exchange(false)) {
       (void)::fdatasync(wal_fd_);
     }
+  }
+
+  // After a commit: the WAL needs an fsync (kBatch) and a checkpoint.
+  void MarkWritten() {
+    dirty_.store(true);
+    wal_grown_.store(true);
   }
 
   // REQUIRES: pending_mutex_ held, pending_ not empty.
@@ -1048,6 +1068,8 @@ class SqliteChangeLog : public ChangeLog {
   bool stopping_ = false;
   int wal_fd_ = -1;
   std::atomic<bool> dirty_{false};
+  std::atomic<bool> wal_grown_{false};  // commits since the last checkpoint
+  sqlite3* checkpointer_ = nullptr;     // the background thread's connection for checkpoints
   std::thread background_thread_;
 };
 

@@ -1,6 +1,7 @@
 // The SQLite change log: appends, group commit, reads, checkpoints, compaction, dead letters.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -199,6 +200,32 @@ TEST(SqliteChangeLog, ConcurrentPreparedWritersAreReadInSequenceWithNoGap) {
   }
   EXPECT_EQ(ids.size(), read->size());
   EXPECT_EQ(log->LastSequence(), static_cast<std::uint64_t>(kWriters * kEach));
+}
+
+TEST(SqliteChangeLog, TheBackgroundThreadCheckpointsTheWal) {
+  // Writers never checkpoint (a checkpoint fsyncs); the background thread must, or the WAL
+  // would grow without end and the database file would stay empty.
+  TempDir dir;
+  auto log = Open(dir);
+  const std::string path = dir.str() + "/replicator/changes.db";
+  std::string text(1000, 'x');
+  for (int i = 0; i < 5000; ++i) {
+    Change change = MakeChange("users", "u" + std::to_string(i), 1, Action::kInsert);
+    (*change.after)["text"] = text;
+    ASSERT_TRUE(log->Append(change).has_value());
+  }
+  bool copied = false;
+  for (int i = 0; i < 100 && !copied; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    copied = std::filesystem::file_size(path) > 5000u * 1000u;
+  }
+  EXPECT_TRUE(copied) << "the changes reached the database file: " << std::filesystem::file_size(path);
+  // And the WAL restarts from its beginning once copied: new commits do not grow it further.
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(log->Append(MakeChange("users", "v" + std::to_string(i), 1, Action::kInsert))
+                    .has_value());
+  }
+  EXPECT_LT(std::filesystem::file_size(path + "-wal"), 64u << 20);
 }
 
 TEST(SqliteChangeLog, SurvivesReopenAndNeverReusesSequences) {

@@ -466,8 +466,10 @@ void Dispatcher::DeliverBatch() {
   bool any_delivered = false;
   bool target_answered = false;  // some change was delivered or refused for good
   bool unauthorized = false;
+  bool unreachable = false;  // a driver said the target as a whole did not answer
   std::chrono::milliseconds throttle{0};
   for (const auto& result : results) {
+    if (result.outcome == Outcome::kRetryable && result.target_unreachable) unreachable = true;
     if (result.outcome == Outcome::kDelivered) any_delivered = true;
     if (result.outcome == Outcome::kDelivered || result.outcome == Outcome::kPermanent) {
       target_answered = true;
@@ -477,13 +479,15 @@ void Dispatcher::DeliverBatch() {
       throttle = std::max(throttle, result.retry_after);
     }
   }
-  // An outage: several different records failed in one batch and nothing was answered. Then
-  // the replicator pauses and probes with backoff, and those failures do not use up retries,
-  // so an unreachable target never causes dead letters. A batch of one record that fails is
-  // charged to that record: its retries run out and it is dead-lettered after maxRetries.
+  // An outage: nothing was answered, and either the driver said the target did not answer at
+  // all (connection refused, no answer, 503...) or several different records failed alike.
+  // Then the replicator pauses and probes with backoff, and those failures do not use up
+  // retries, so an unreachable target never causes dead letters. Otherwise a failing batch of
+  // one record is charged to that record: its retries run out and it is dead-lettered after
+  // maxRetries.
   std::set<std::pair<std::string_view, std::string_view>> records;
   for (const auto& item : batch) records.emplace(item.source_resource, item.id);
-  const bool outage = !target_answered && records.size() >= 2;
+  const bool outage = !target_answered && (unreachable || records.size() >= 2);
   const bool charge_failures = !outage;
   if (any_delivered) {
     outage_streak_ = 0;

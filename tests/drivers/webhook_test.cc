@@ -862,6 +862,47 @@ TEST_F(WebhookReplicationTest, ServerErrorThenSuccessIsDeliveredOnce) {
   EXPECT_EQ(stats->dead_letter_count, 0u);
 }
 
+TEST_F(WebhookReplicationTest, TheOnlyChangeDuringAnOutageIsNeverDeadLettered) {
+  // One change, a receiver answering 503 far more often than maxRetries allows: an outage of
+  // the whole target, so the replicator pauses and probes, and the change arrives once the
+  // receiver is back. (Before: with a single record in the batch, the engine charged every
+  // 503 to the change and dead-lettered it after maxRetries.)
+  auto plugin = Install({{"retryDelay", 20}}, /*max_retries=*/1, /*retry_base_ms=*/20);
+  JsonArray outage;
+  for (int i = 0; i < 6; ++i) outage.push_back(Reply(503));
+  sink_->Script(outage);
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(30000)));
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 7u);
+  EXPECT_EQ(requests.back().at("status"), 200);
+  auto stats = plugin->GetReplicatorStats("hook");
+  S3DB_ASSERT_OK(stats);
+  EXPECT_EQ(stats->delivered, 1u);
+  EXPECT_EQ(stats->dead_letter_count, 0u);
+}
+
+TEST_F(WebhookReplicationTest, AnUnreachableReceiverPausesInsteadOfDeadLettering) {
+  // Nothing listens on the port: connection refused, the driver says unreachable.
+  auto plugin = Install({{"url", "http://127.0.0.1:1/hooks"}, {"retryDelay", 20}},
+                        /*max_retries=*/1, /*retry_base_ms=*/20);
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  Result<ReplicatorStats> stats = plugin->GetReplicatorStats("hook");
+  while (std::chrono::steady_clock::now() < deadline) {
+    stats = plugin->GetReplicatorStats("hook");
+    S3DB_ASSERT_OK(stats);
+    if (stats->state == ReplicatorState::kPaused && stats->failed >= 3) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  S3DB_ASSERT_OK(stats);
+  EXPECT_EQ(stats->state, ReplicatorState::kPaused);
+  EXPECT_EQ(stats->pause_reason, "unavailable");
+  EXPECT_GE(stats->failed, 3u) << "attempts went on past maxRetries (1)";
+  EXPECT_EQ(stats->dead_letter_count, 0u);
+  EXPECT_EQ(stats->dead_lettered, 0u);
+}
+
 TEST_F(WebhookReplicationTest, BadRequestGoesToTheDeadLetterQueue) {
   auto plugin = Install({});
   sink_->Script({Reply(400)});

@@ -52,6 +52,10 @@ struct DeliveryResult {
   Outcome outcome = Outcome::kDelivered;
   std::chrono::milliseconds retry_after{0};  // a hint from the target (Retry-After)
   bool pause_replicator = false;             // retry_after applies to the whole replicator
+  // Retryable because the target as a whole did not answer (connection refused or lost, no
+  // answer in time, 502/503/504): the engine pauses and probes instead of charging the
+  // change a retry, so an outage never dead-letters a change, even when it is the only one.
+  bool target_unreachable = false;
   std::string reason;   // short machine word for dead letters: "schema_mismatch", "http_400"…
   std::string error;    // human-readable, without secrets
 
@@ -61,6 +65,11 @@ struct DeliveryResult {
     r.outcome = Outcome::kRetryable;
     r.error = std::move(error);
     r.retry_after = after;
+    return r;
+  }
+  static DeliveryResult Unreachable(std::string error) {
+    DeliveryResult r = Retryable(std::move(error));
+    r.target_unreachable = true;
     return r;
   }
   static DeliveryResult Permanent(std::string reason, std::string error) {

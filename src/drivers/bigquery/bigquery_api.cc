@@ -95,6 +95,9 @@ DeliveryResult ClassifyReply(const ApiReply& reply, std::string_view what) {
 DeliveryResult ClassifyError(const Error& error, std::string_view what) {
   std::string message = std::string(what) + ": " + error.message;
   if (error.code == ErrorCode::kUnauthorized) return DeliveryResult::Unauthorized(message);
+  if (error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kTimeout) {
+    return DeliveryResult::Unreachable(message);
+  }
   return DeliveryResult::Retryable(message);
 }
 

@@ -112,7 +112,7 @@ DeliveryResult BatchResult(const Failure& failure, std::string_view context) {
       return DeliveryResult::Unauthorized(std::move(message));
     case FailureKind::kConnection:
     case FailureKind::kTimeout:
-      return DeliveryResult::Retryable(std::move(message));
+      return DeliveryResult::Unreachable(std::move(message));
     case FailureKind::kServer:
       break;
   }
@@ -571,8 +571,8 @@ DeliveryResult PostgresqlDriver::ConnectFailureResult(const Failure& failure) co
       return DeliveryResult::Unauthorized(where + " (fix config.connectionString)");
     case FailureKind::kConnection:
     case FailureKind::kTimeout:
-      return DeliveryResult::Retryable("postgresql: cannot connect to " +
-                                       redacted_connection_string_ + ": " + failure.message);
+      return DeliveryResult::Unreachable("postgresql: cannot connect to " +
+                                         redacted_connection_string_ + ": " + failure.message);
     case FailureKind::kServer:
       break;
   }

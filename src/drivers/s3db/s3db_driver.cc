@@ -37,6 +37,9 @@ DeliveryResult FromError(const Error& error) {
       return DeliveryResult::Permanent("invalid_record", std::move(message));
     case ErrorCode::kPermanent:
       return DeliveryResult::Permanent("rejected", std::move(message));
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kTimeout:
+      return DeliveryResult::Unreachable(std::move(message));
     default:
       return DeliveryResult::Retryable(std::move(message));
   }

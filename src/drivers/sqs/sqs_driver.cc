@@ -487,7 +487,7 @@ void SqsDriver::SendBatch(const std::string& queue_url, std::span<Entry* const> 
     for (Entry* entry : entries) {
       entry->result = response.error().code == ErrorCode::kInvalidArgument
                           ? DeliveryResult::Unauthorized(error + " (check endpoint and caFile)")
-                          : DeliveryResult::Retryable(error);
+                          : DeliveryResult::Unreachable(error);
     }
     return;
   }
@@ -555,6 +555,8 @@ void SqsDriver::SendBatch(const std::string& queue_url, std::span<Entry* const> 
     shared = DeliveryResult::Unauthorized(error + "; create the queue or fix the queue URL");
   } else if (IsAuthCode(code) || response->status == 401 || response->status == 403) {
     shared = DeliveryResult::Unauthorized(error + "; check credentials and the queue policy");
+  } else if (response->status == 502 || response->status == 503 || response->status == 504) {
+    shared = DeliveryResult::Unreachable(error);
   } else if (IsThrottleCode(code) || response->status >= 500 || response->status == 429) {
     shared = DeliveryResult::Retryable(error);
   } else if (entries.size() > 1) {

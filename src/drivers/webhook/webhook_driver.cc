@@ -429,14 +429,14 @@ DeliveryResult WebhookDriver::Classify(const Result<net::HttpResponse>& response
     const Error& error = response.error();
     switch (error.code) {
       case ErrorCode::kTimeout:
-        return DeliveryResult::Retryable(target + ": no answer within " +
-                                         std::to_string(timeout.count()) + " ms (timeout)");
+        return DeliveryResult::Unreachable(target + ": no answer within " +
+                                           std::to_string(timeout.count()) + " ms (timeout)");
       case ErrorCode::kInvalidArgument:
         // A certificate that does not verify: nothing gets through until someone fixes it.
         return DeliveryResult::Unauthorized(RedactSecrets(error.message) +
                                             " (check url, caFile and verifyTls)");
       default:
-        return DeliveryResult::Retryable(RedactSecrets(error.message));
+        return DeliveryResult::Unreachable(RedactSecrets(error.message));
     }
   }
   const int status = response->status;
@@ -446,7 +446,10 @@ DeliveryResult WebhookDriver::Classify(const Result<net::HttpResponse>& response
   if (!snippet.empty()) answered += ": " + snippet;
 
   if (IsRetryableStatus(status, options_.retry_on_status)) {
-    DeliveryResult result = DeliveryResult::Retryable(std::move(answered));
+    // 502, 503 and 504 speak for the whole receiver (or the proxy in front of it).
+    DeliveryResult result = status == 502 || status == 503 || status == 504
+                                ? DeliveryResult::Unreachable(std::move(answered))
+                                : DeliveryResult::Retryable(std::move(answered));
     std::string retry_after = response->Header("retry-after");
     if (!retry_after.empty()) {
       auto delay = ParseRetryAfter(retry_after, std::chrono::system_clock::now());

@@ -524,6 +524,7 @@ struct ParquetWriter::State {
   std::size_t buffered_rows = 0;
   std::size_t buffered_bytes = 0;
   std::int64_t total_rows = 0;
+  std::size_t published_trailer = 0;  // bytes of the last Flush's trailer (rows still buffered)
   bool finished = false;
   bool abandoned = false;
   std::vector<const Json*> cells;
@@ -551,8 +552,9 @@ struct ParquetWriter::State {
   }
 
   // Encodes the buffered values of a column with a decided layout as one chunk at the end
-  // of the sink's body.
-  Result<ChunkMeta> EncodeChunk(const ColumnState& state) {
+  // of the sink's body, or with `provisional`, at the end of that string (which follows the
+  // body in the next published object).
+  Result<ChunkMeta> EncodeChunk(const ColumnState& state, std::string* provisional = nullptr) {
     bool is_list = state.layout == Layout::kList;
     int max_definition = is_list ? 3 : 1;
     std::vector<std::uint32_t> definition, repetition;
@@ -597,7 +599,7 @@ struct ParquetWriter::State {
                           values.size() > 0 &&
                           BuildDictionary(values, options.dictionary_size_limit, dictionary);
 
-    std::uint64_t base = sink->BodySize();
+    std::uint64_t base = sink->BodySize() + (provisional ? provisional->size() : 0);
     std::string out;
     if (use_dictionary) {
       std::string body;
@@ -647,20 +649,26 @@ struct ParquetWriter::State {
       level_begin = level_end;
       value_begin = value_end;
     }
-    S3DB_RETURN_IF_ERROR(sink->Append(out));
+    if (provisional) {
+      provisional->append(out);
+    } else {
+      S3DB_RETURN_IF_ERROR(sink->Append(out));
+    }
     return chunk;
   }
 
   // Writes an all-null chunk of `num_rows` rows for a column (levels only: valid for any
   // leaf type).
-  Result<ChunkMeta> MaterializeNullChunk(Layout layout, std::int64_t num_rows) {
+  Result<ChunkMeta> MaterializeNullChunk(Layout layout, std::int64_t num_rows,
+                                         std::string* provisional = nullptr) {
     ChunkMeta chunk;
     chunk.written = true;
     chunk.null_placeholder = true;
     chunk.written_layout = layout;
     chunk.num_values = num_rows;
     chunk.null_count = num_rows;
-    chunk.data_page_offset = static_cast<std::int64_t>(sink->BodySize());
+    chunk.data_page_offset =
+        static_cast<std::int64_t>(sink->BodySize() + (provisional ? provisional->size() : 0));
     // All levels are 0: one RLE run (header, then the value in one byte: the bit widths
     // of these levels are 1 and 2).
     std::string levels;
@@ -680,7 +688,11 @@ struct ParquetWriter::State {
     std::string out;
     S3DB_RETURN_IF_ERROR(AppendPage(kPageData, body, static_cast<std::int32_t>(num_rows),
                                     kEncodingPlain, chunk, out));
-    S3DB_RETURN_IF_ERROR(sink->Append(out));
+    if (provisional) {
+      provisional->append(out);
+    } else {
+      S3DB_RETURN_IF_ERROR(sink->Append(out));
+    }
     return chunk;
   }
 
@@ -701,6 +713,7 @@ struct ParquetWriter::State {
     }
     row_groups.push_back(std::move(group));
     total_rows += static_cast<std::int64_t>(buffered_rows);
+    published_trailer = 0;  // the rows it held are in the body now
     buffered_rows = 0;
     buffered_bytes = 0;
     return Ok();
@@ -880,6 +893,52 @@ struct ParquetWriter::State {
     S3DB_RETURN_IF_ERROR(MaterializeMissingChunks());
     return BuildFooter();
   }
+
+  // The trailer of a Flush: the buffered rows encoded as a provisional last row group, then
+  // a footer listing it. Nothing of it enters the body: the rows stay buffered, so the row
+  // group keeps filling up to rowGroupSize rows, and the types of still undecided columns are
+  // inferred for this publish only (the final row group decides them from all its rows).
+  Result<std::string> PrepareFlushTrailer() {
+    if (buffered_rows == 0) return PrepareFooter();
+    S3DB_RETURN_IF_ERROR(EnsureMagic());
+    std::vector<std::pair<Layout, Leaf>> decided;
+    decided.reserve(column_states.size());
+    for (ColumnState& state : column_states) {
+      decided.emplace_back(state.layout, state.leaf);
+      if (state.layout == Layout::kUnknown) InferColumn(state);
+      if (state.layout == Layout::kList && state.leaf == Leaf::kUnknown) InferListLeaf(state);
+    }
+    auto trailer = EncodeProvisional();
+    for (std::size_t c = 0; c < column_states.size(); ++c) {
+      column_states[c].layout = decided[c].first;
+      column_states[c].leaf = decided[c].second;
+    }
+    return trailer;
+  }
+
+  Result<std::string> EncodeProvisional() {
+    // Committed row groups get their missing chunks in the body, as at any footer.
+    S3DB_RETURN_IF_ERROR(MaterializeMissingChunks());
+    std::string tail;
+    RowGroupMeta group;
+    group.num_rows = static_cast<std::int64_t>(buffered_rows);
+    group.chunks.resize(column_states.size());
+    for (std::size_t c = 0; c < column_states.size(); ++c) {
+      const ColumnState& state = column_states[c];
+      if (state.layout != Layout::kUnknown) {
+        S3DB_ASSIGN_OR_RETURN(group.chunks[c], EncodeChunk(state, &tail));
+      } else {
+        S3DB_ASSIGN_OR_RETURN(group.chunks[c],
+                              MaterializeNullChunk(Layout::kScalar, group.num_rows, &tail));
+      }
+    }
+    row_groups.push_back(std::move(group));
+    total_rows += static_cast<std::int64_t>(buffered_rows);
+    tail += BuildFooter();
+    row_groups.pop_back();
+    total_rows -= static_cast<std::int64_t>(buffered_rows);
+    return tail;
+  }
 };
 
 namespace {
@@ -1058,9 +1117,11 @@ Status ParquetWriter::Add(const JsonObject& row) {
 
 Status ParquetWriter::Flush() {
   S3DB_RETURN_IF_ERROR(CheckUsable());
-  auto footer = state_->PrepareFooter();
-  if (!footer) return state_->sticky.Keep(tl::unexpected(footer.error()));
-  return state_->sticky.Keep(state_->sink->Sync(*footer));
+  auto trailer = state_->PrepareFlushTrailer();
+  if (!trailer) return state_->sticky.Keep(tl::unexpected(trailer.error()));
+  S3DB_RETURN_IF_ERROR(state_->sticky.Keep(state_->sink->Sync(*trailer)));
+  state_->published_trailer = trailer->size();
+  return Ok();
 }
 
 Status ParquetWriter::Finish() {
@@ -1079,7 +1140,9 @@ void ParquetWriter::Abandon() {
   state_->sink->Abandon();
 }
 
-std::uint64_t ParquetWriter::BytesWritten() const { return state_->sink->BodySize(); }
+std::uint64_t ParquetWriter::BytesWritten() const {
+  return state_->sink->BodySize() + state_->published_trailer;
+}
 
 const ColumnSet& ParquetWriter::columns() const { return state_->columns; }
 

@@ -29,9 +29,14 @@
 // column, 2^60 in a DOUBLE column, a non-ISO string in a datetime column). A string column
 // takes any value: numbers, booleans, arrays and objects become their JSON text.
 //
-// Flush closes the current row group (even a small one), writes all-null chunks for
-// columns that a row group lacks, and publishes body + a new footer through the sink, so
-// the file is complete after every Flush. Many small flushes make many small row groups.
+// Flush writes all-null chunks for columns that a row group lacks and publishes body + a
+// trailer through the sink, so the file is complete after every Flush. The trailer holds the
+// rows buffered since the last full row group, encoded as a provisional last row group, and
+// the footer. The rows stay buffered: the next Flush publishes them again with the rows added
+// since, and a row group enters the body only once it has rowGroupSize rows (or ~128 MiB), or
+// at Finish. So a finished file has row groups of rowGroupSize rows however often it was
+// flushed (the last one smaller); each Flush costs re-encoding up to rowGroupSize rows.
+// Columns still undecided are typed for that publish only; the full row group decides.
 #pragma once
 
 #include <cstddef>
@@ -79,13 +84,15 @@ class ParquetWriter : public RecordWriter {
   Status Flush() override;
   Status Finish() override;
   void Abandon() override;
+  // The body, plus the last Flush's trailer while its rows are still buffered: about the
+  // size of the file as last published.
   std::uint64_t BytesWritten() const override;
 
   const ColumnSet& columns() const;
   // The type decided for column `index`: "unknown", "boolean", "int64", "double", "string",
   // "json", "timestamp", "list<element type>".
   std::string ColumnTypeDescription(std::size_t index) const;
-  // Row groups written so far.
+  // Row groups in the body so far (the provisional one of a Flush is not counted).
   std::size_t row_group_count() const;
 
   struct State;

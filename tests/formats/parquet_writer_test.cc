@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -642,7 +643,70 @@ TEST(ParquetWriter, FlushLeavesACompleteFileAfterEveryBatch) {
   EXPECT_EQ(Field(d[2], "tags"), J(R"(["x"])"));
   EXPECT_EQ(w.ColumnTypeDescription(1), "int64");
   EXPECT_EQ(w.ColumnTypeDescription(2), "list<string>");
-  EXPECT_EQ(w.row_group_count(), 3u);
+  // The three flushes published provisional row groups; the finished file has one.
+  EXPECT_EQ(w.row_group_count(), 1u);
+}
+
+// Flushes publish the buffered rows without cutting row groups: 2,000 rows flushed every
+// 7 rows with rowGroupSize 500 give 4 row groups of 500 rows, and every published snapshot
+// holds every row added before its flush.
+TEST(ParquetWriter, FrequentFlushesKeepRowGroupsOfTheConfiguredSize) {
+  S3DB_REQUIRE_PARQUET_READERS(readers);
+  testing::TempFolder folder;
+  std::string path = folder.File("flushed.parquet");
+  FileSinkOptions sink_options;
+  sink_options.publish_on_sync = true;
+  auto sink = FileByteSink::Open(path, sink_options);
+  ASSERT_TRUE(sink);
+  ParquetOptions options;
+  options.row_group_size = 500;
+  auto writer = ParquetWriter::Make(Columns({{"id", ColumnType::kString}}), options,
+                                    std::move(*sink));
+  ASSERT_TRUE(writer);
+  std::vector<testing::ReaderJob> jobs;
+  for (int i = 0; i < 2000; ++i) {
+    JsonObject row;
+    row["id"] = "r" + std::to_string(i);
+    row["n"] = i;
+    if (i % 3 == 0) row["tags"] = JsonArray{Json(i), Json("x")};
+    ASSERT_TRUE((*writer)->Add(row));
+    if (i % 7 == 6) ASSERT_TRUE((*writer)->Flush());
+    if (i == 1203) {  // a snapshot in the middle of the third row group
+      ASSERT_TRUE((*writer)->Flush());
+      EXPECT_EQ((*writer)->row_group_count(), 2u);
+      std::string copy = folder.File("middle.parquet");
+      std::filesystem::copy_file(path, copy);
+      jobs.push_back({"duckdb-sql", copy,
+                      "SELECT count(*) AS n, sum(n) AS s, count(tags) AS t, "
+                      "(SELECT count(*) FROM parquet_metadata($FILE) WHERE column_id = 0) AS g "
+                      "FROM read_parquet($FILE)"});
+    }
+  }
+  ASSERT_TRUE((*writer)->Finish());
+  EXPECT_EQ((*writer)->row_group_count(), 4u);
+  jobs.push_back({"duckdb-sql", path,
+                  "SELECT row_group_id, row_group_num_rows FROM parquet_metadata($FILE) "
+                  "WHERE column_id = 0 ORDER BY row_group_id"});
+  jobs.push_back({"duckdb-sql", path,
+                  "SELECT count(*) AS n, sum(n) AS s, count(tags) AS t FROM read_parquet($FILE)"});
+  jobs.push_back({"hyparquet-rows", path, ""});
+  std::vector<Json> results = testing::RunReaders(readers, jobs, folder.File("jobs.json"));
+  ASSERT_EQ(results.size(), 4u);
+  const JsonArray& middle = Rows(results[0]);
+  ASSERT_EQ(middle.size(), 1u);
+  EXPECT_EQ(Field(middle[0], "n"), "1204");
+  EXPECT_EQ(Field(middle[0], "s"), Json(std::to_string(1203 * 1204 / 2)));
+  EXPECT_EQ(Field(middle[0], "t"), "402");
+  EXPECT_EQ(Field(middle[0], "g"), "3");  // two full groups and the provisional one
+  const JsonArray& groups = Rows(results[1]);
+  ASSERT_EQ(groups.size(), 4u);
+  for (const Json& group : groups) EXPECT_EQ(Field(group, "row_group_num_rows"), "500");
+  const JsonArray& totals = Rows(results[2]);
+  ASSERT_EQ(totals.size(), 1u);
+  EXPECT_EQ(Field(totals[0], "n"), "2000");
+  EXPECT_EQ(Field(totals[0], "s"), Json(std::to_string(1999 * 2000 / 2)));
+  EXPECT_EQ(Field(totals[0], "t"), "667");
+  EXPECT_EQ(Rows(results[3]).size(), 2000u);
 }
 
 TEST(ParquetWriter, FileSinkNeverExposesAPartialFile) {
@@ -673,12 +737,14 @@ TEST(ParquetWriter, FileSinkNeverExposesAPartialFile) {
 
 TEST(ParquetWriter, RejectsValuesThatDoNotFitTheirColumnAndStaysUsable) {
   auto sink = std::make_unique<MemoryByteSink>();
+  ParquetOptions options;
+  options.row_group_size = 1;  // every accepted row completes a row group (types decided)
   auto writer = ParquetWriter::Make(Columns({{"age", ColumnType::kInteger},
                                              {"score", ColumnType::kNumber},
                                              {"at", ColumnType::kDatetime},
                                              {"ok", ColumnType::kBoolean},
                                              {"tags", ColumnType::kArray}}),
-                                    ParquetOptions(), std::move(sink));
+                                    options, std::move(sink));
   ASSERT_TRUE(writer);
   ParquetWriter& w = **writer;
 
@@ -705,7 +771,8 @@ TEST(ParquetWriter, RejectsValuesThatDoNotFitTheirColumnAndStaysUsable) {
   not_finite["score"] = std::numeric_limits<double>::infinity();
   EXPECT_FALSE(w.Add(not_finite));
 
-  // Inferred types are enforced once decided (after the first row group).
+  // Inferred types are enforced once decided (by the first full row group; a Flush alone
+  // decides nothing).
   ASSERT_TRUE(w.Add(Row(R"({"age":3.0,"score":2,"n":1,"tags":[1]})")));
   ASSERT_TRUE(w.Flush());
   EXPECT_EQ(w.ColumnTypeDescription(5), "int64");

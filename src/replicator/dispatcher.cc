@@ -19,6 +19,12 @@ constexpr std::size_t kRecentRevisionsLimit = 50000;
 constexpr auto kIdleWait = std::chrono::milliseconds(100);
 constexpr auto kIdleCheckpointInterval = std::chrono::milliseconds(10);
 constexpr auto kBusyCheckpointInterval = std::chrono::milliseconds(200);
+// The driver's own flush interval (file drivers: flushIntervalMs), else `fallback`.
+std::chrono::steady_clock::duration FlushEvery(const Driver& driver,
+                                               std::chrono::steady_clock::duration fallback) {
+  auto configured = driver.FlushInterval();
+  return configured ? std::chrono::steady_clock::duration(*configured) : fallback;
+}
 
 double Milliseconds(std::chrono::steady_clock::duration duration) {
   return std::chrono::duration<double, std::milli>(duration).count();
@@ -213,12 +219,13 @@ void Dispatcher::Run() {
     UpdateSettledThrough();
 
     if (ready_.empty()) {
-      MaybeCheckpoint(kIdleCheckpointInterval);
+      MaybeCheckpoint(FlushEvery(*config_.driver, kIdleCheckpointInterval));
       if (cursor_ < context_.log->LastSequence() && window_.size() < max_window_) continue;
       Clock::time_point until = now + kIdleWait;
       if (!delayed_.empty()) until = std::min(until, delayed_.begin()->first);
       if (settled_through_.load() > persisted_checkpoint_.load()) {
-        until = std::min(until, last_checkpoint_time_ + kIdleCheckpointInterval);
+        until = std::min(until, last_checkpoint_time_ +
+                                    FlushEvery(*config_.driver, kIdleCheckpointInterval));
       }
       WaitForWork(until);
       continue;
@@ -236,7 +243,7 @@ void Dispatcher::Run() {
 
     DeliverBatch();
     UpdateSettledThrough();
-    MaybeCheckpoint(kBusyCheckpointInterval);
+    MaybeCheckpoint(FlushEvery(*config_.driver, kBusyCheckpointInterval));
   }
   UpdateSettledThrough();
   MaybeCheckpoint(Clock::duration::zero());
@@ -683,6 +690,7 @@ void Dispatcher::MaybeCheckpoint(Clock::duration min_interval) {
     std::lock_guard lock(wake_mutex_);
     persisted_checkpoint_.store(candidate);
   }
+  if (driver_started_) config_.driver->CheckpointSaved(candidate);
   settled_.notify_all();
 }
 

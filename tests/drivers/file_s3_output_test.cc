@@ -122,20 +122,37 @@ TEST(FileS3OutputTest, SecretsNeverAppearInErrors) {
   EXPECT_NE(bad.error().message.find("output.connectionString"), std::string::npos);
   EXPECT_EQ(bad.error().message.find(secret), std::string::npos) << bad.error().message;
 
-  // A store nobody listens on: the upload fails at Flush, without the secret.
+  // A store nobody listens on. The change is of a past day (2025-10-20), so the driver first
+  // looks whether that day's file was already finished (a HEAD): that fails at delivery,
+  // retryably and pausing the replicator, without the secret.
   auto driver = StartedFileDriver(
       "jsonl",
       Obj(R"({"output": {"driver": "s3", "connectionString": "http://KEY:)" + secret +
           R"(@127.0.0.1:1/bucket/prefix"}})"),
       UsersContext(dir.str() + "/state2"));
   ASSERT_TRUE(driver);
-  ExpectAllDelivered(driver->Deliver(
-      std::vector<DeliveryItem>{Change("u1", 1, Action::kInsert, R"({"name": "A"})")}, 5s));
+  auto results = driver->Deliver(
+      std::vector<DeliveryItem>{Change("u1", 1, Action::kInsert, R"({"name": "A"})")}, 5s);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, Outcome::kRetryable);
+  EXPECT_TRUE(results[0].pause_replicator);
+  EXPECT_EQ(results[0].error.find(secret), std::string::npos) << results[0].error;
+  EXPECT_NE(results[0].error.find("HEAD "), std::string::npos) << results[0].error;
+  EXPECT_NE(results[0].error.find("users_2025-10-20.jsonl"), std::string::npos)
+      << results[0].error;
+
+  // A change of today needs no look-up: it is staged, and the upload fails at Flush, without
+  // the secret.
+  DeliveryItem today = Change("u2", 1, Action::kInsert, R"({"name": "B"})");
+  today.timestamp_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  ExpectAllDelivered(driver->Deliver(std::vector<DeliveryItem>{today}, 5s));
   auto flushed = driver->Flush();
   ASSERT_FALSE(flushed.has_value());
   std::string message = flushed.error().ToString();
   EXPECT_EQ(message.find(secret), std::string::npos) << message;
-  EXPECT_NE(message.find("users_2025-10-20.jsonl"), std::string::npos) << message;
+  EXPECT_NE(message.find("upload "), std::string::npos) << message;
   // The change stays durable in staging: once the store answers, the next Flush publishes it.
 }
 

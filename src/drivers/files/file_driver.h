@@ -9,9 +9,12 @@
 //                current state, one row per live record (see below).
 //   rotateBy     'date' (default in append mode): files "<target>_<YYYY-MM-DD>.<ext>", the
 //                day of the change time in `timezone`; null: one file "<target>.<ext>";
-//                'size': daily names, continued in "<target>_<date>_0002.<ext>"… once a
-//                flushed file has reached `rotateSize` bytes (default 100 MiB). Overwrite mode
+//                'size': daily names with rotateSize defaulting to 100 MiB. Overwrite mode
 //                always writes "<target>.<ext>" (rotateBy must be null or absent).
+//   rotateSize   daily files ('date' or 'size'; not excel): a day continues in
+//                "<target>_<date>_0002.<ext>"… once a flushed file has reached this many bytes.
+//   flushIntervalMs  the least time between two Flush calls (FlushInterval()); absent: the
+//                engine's default (10 ms idle, 200 ms busy).
 //   closeAfterIdleMs  append with daily files: a past day's file idle this long (default
 //                10 minutes) is closed at a flush; a late change reopens it from staging.
 //   timezone     'UTC' (default), 'Z', a fixed offset '+HH:MM' / '-HH:MM' / '+HHMM', or an
@@ -32,7 +35,10 @@
 // so a reader never sees a broken file. Each accepted row is also appended to a staging file
 // "<state_dir>/file-staging/<file name>.jsonl" (fsynced at Flush, before publishing). After a
 // restart, the first change for a file rebuilds it from its staging rows, and a change whose
-// _change_id is already staged is acknowledged without writing it again.
+// _change_id is already staged is acknowledged without writing it again. Staging lines carry
+// the change's sequence: ids at or below the checkpoint (CheckpointSaved) are forgotten, and
+// the staging files of finished files (earlier size parts, closed past days) are deleted once
+// the checkpoint passed all their rows; a late change of a pruned day goes to its next part.
 // Durability, overwrite: every change is appended to "<state_dir>/file-state/<file>.jsonl"
 // (id, revision, row or delete; fsynced at Flush); Flush rebuilds the whole file from the
 // records in memory and publishes it; Start() loads the logs and republishes every file. A

@@ -37,6 +37,15 @@ class FolderOutput final : public FileOutput {
     return std::unique_ptr<formats::ByteSink>(std::move(sink));
   }
 
+  Result<bool> Exists(const std::string& name) override {
+    std::error_code error;
+    bool found = fs::exists(folder_ + "/" + name, error);
+    if (error) {
+      return MakeError(ErrorCode::kIo, "stat " + folder_ + "/" + name + ": " + error.message());
+    }
+    return found;
+  }
+
   std::string Describe(const std::string& name) const override { return folder_ + "/" + name; }
   bool IsLocal() const override { return true; }
   std::string LocalFolder() const override { return folder_; }
@@ -102,6 +111,15 @@ class StoreOutput final : public FileOutput {
     };
     return std::unique_ptr<formats::ByteSink>(
         std::make_unique<formats::MemoryByteSink>(std::move(upload)));
+  }
+
+  Result<bool> Exists(const std::string& name) override {
+    if (store_ == nullptr) return MakeError(ErrorCode::kInternal, "file output not prepared");
+    auto head = store_->Head(key_prefix_ + name);
+    if (head) return true;
+    if (head.error().code == ErrorCode::kNotFound) return false;
+    return MakeError(head.error().code,
+                     "HEAD " + Describe(name) + ": " + Redact(head.error().message));
   }
 
   std::string Describe(const std::string& name) const override {

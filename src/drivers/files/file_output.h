@@ -42,6 +42,9 @@ class FileOutput {
   virtual Result<std::unique_ptr<formats::ByteSink>> OpenSink(const std::string& name,
                                                               bool publish_each_sync) = 0;
 
+  // Whether a published file `name` exists (a stat, or a HEAD on the store).
+  virtual Result<bool> Exists(const std::string& name) = 0;
+
   // Where `name` ends up, for messages: a path or "<store>/<key>", without secrets.
   virtual std::string Describe(const std::string& name) const = 0;
 

@@ -1,0 +1,408 @@
+// File drivers over a long run: the flush interval (flushIntervalMs), Parquet row groups of
+// rowGroupSize rows however often the file is flushed, size rotation of daily files, staging
+// files pruned once the checkpoint passed them, and replay ids released as the checkpoint
+// moves (memory bounded by the open files, not by the run's length).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "drivers/file_drivers_test_util.h"
+#include "drivers/files/file_driver.h"
+#include "formats/formats_test_util.h"
+#include "replicator/replicator_test_util.h"
+#include "s3db/replicator/replicator_plugin.h"
+
+namespace s3db::replicator {
+namespace {
+
+using namespace std::chrono_literals;
+using formats::testing::FindParquetReaders;
+using formats::testing::ReadFileBytes;
+using formats::testing::RunningInCi;
+using formats::testing::RunReader;
+using s3db::testing::FastOptions;
+using s3db::testing::MemoryDatabase;
+using s3db::testing::TempDir;
+
+using namespace file_testing;
+
+constexpr std::int64_t kDayMs = 86400000;
+
+class FileLifecycleTest : public ::testing::Test {
+ protected:
+  DriverContext Context() { return UsersContext(dir_.str() + "/state"); }
+
+  std::unique_ptr<Driver> Make(std::string_view format, const std::string& extra) {
+    return StartedFileDriver(
+        format, Obj(R"({"outputPath": ")" + Out() + "\"" + (extra.empty() ? "" : ", ") + extra +
+                    "}"),
+        Context());
+  }
+
+  std::string Out() const { return dir_.str() + "/out"; }
+
+  // The staging files of append mode on disk.
+  std::set<std::string> StagingFiles() const {
+    std::set<std::string> names;
+    std::error_code error;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(dir_.str() + "/state/file-staging", error)) {
+      std::string name = entry.path().filename().string();
+      if (name.ends_with(".jsonl")) names.insert(name);
+    }
+    return names;
+  }
+
+  // The "_change_id"s (or another column) of a JSONL file, in order.
+  std::vector<std::string> Ids(const std::string& name, const std::string& column = "id") const {
+    return Column(ParseJsonl(ReadFileBytes(Out() + "/" + name)), column);
+  }
+
+  static DeliveryItem At(const std::string& id, std::uint64_t sequence, std::int64_t at) {
+    DeliveryItem item = Change(id, 1, Action::kInsert, R"({"name": "N"})", at);
+    item.sequence = sequence;
+    return item;
+  }
+
+  TempDir dir_;
+};
+
+// ---- 1. flushIntervalMs ----
+
+std::size_t LineCount(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) return 0;
+  std::string text = ReadFileBytes(path);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST(FileFlushIntervalTest, ALongerIntervalGroupsChangesIntoFewerPublishesAndKeepsTheCheckpointBehind) {
+  TempDir dir;
+  auto db = MemoryDatabase(dir.str() + "/state");
+  ASSERT_TRUE(db);
+  ResourceDefinition definition;
+  definition.name = "users";
+  definition.attributes = Obj(R"({"name": "string|required"})");
+  auto users = db->CreateResource(std::move(definition));
+  ASSERT_TRUE(users.has_value()) << users.error().ToString();
+
+  RegisterFileDrivers();
+  std::string exports = dir.str() + "/exports";
+  auto options = FastOptions();
+  for (const char* id : {"slow", "default"}) {
+    ReplicatorConfig config;
+    config.id = id;
+    config.driver = "jsonl";
+    config.resources = *ResourceMapping::FromJson(Json(JsonArray{"users"}));
+    config.config["outputPath"] = exports + "/" + id;
+    config.config["rotateBy"] = nullptr;
+    if (std::string(id) == "slow") config.config["flushIntervalMs"] = 1500;
+    options.replicators.push_back(std::move(config));
+  }
+  auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+  S3DB_ASSERT_OK(db->UsePlugin(plugin));
+  auto stats = [&](const char* id) {
+    auto got = plugin->GetReplicatorStats(id);
+    EXPECT_TRUE(got.has_value());
+    return got ? *got : ReplicatorStats();
+  };
+  const std::uint64_t start = stats("slow").checkpoint;
+  const std::string slow_file = exports + "/slow/users.jsonl";
+
+  // 20 inserts 50 ms apart (about one second). While they run, the slow replicator's
+  // checkpoint never passes a change that is not in its published file.
+  constexpr int kInserts = 20;
+  std::size_t checks = 0, behind = 0;
+  for (int i = 0; i < kInserts; ++i) {
+    ASSERT_TRUE((*users)->Insert(Obj(R"({"id": "u)" + std::to_string(i) + R"(", "name": "N"})")));
+    for (auto until = std::chrono::steady_clock::now() + 50ms;
+         std::chrono::steady_clock::now() < until;) {
+      std::uint64_t checkpoint = stats("slow").checkpoint;  // first the checkpoint, then the file
+      std::size_t published = LineCount(slow_file);
+      EXPECT_GE(published, checkpoint - start) << "checkpoint " << checkpoint;
+      ++checks;
+      if (published < static_cast<std::size_t>(i + 1)) ++behind;
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  S3DB_ASSERT_OK(plugin->WaitIdle(10s));
+  EXPECT_GT(checks, 50u);
+  EXPECT_GT(behind, 0u) << "the slow replicator published every change at once";
+
+  ReplicatorStats slow = stats("slow");
+  ReplicatorStats fast = stats("default");
+  EXPECT_EQ(LineCount(slow_file), static_cast<std::size_t>(kInserts));
+  EXPECT_EQ(LineCount(exports + "/default/users.jsonl"), static_cast<std::size_t>(kInserts));
+  // The default (10 ms when idle) publishes nearly every insert on its own; 1.5 s between
+  // flushes groups the second's inserts into a few publishes.
+  EXPECT_GE(fast.driver_counters.at("files_published"), 10u);
+  EXPECT_LE(slow.driver_counters.at("files_published"), 3u);
+  EXPECT_GE(slow.driver_counters.at("files_published"), 1u);
+  // Everything is below the checkpoint: no change id is held to recognise replays.
+  EXPECT_EQ(slow.driver_counters.at("replay_ids"), 0u);
+  EXPECT_EQ(fast.driver_counters.at("replay_ids"), 0u);
+  (void)db->Close();
+}
+
+TEST(FileFlushIntervalTest, BadFlushIntervalFailsNamingTheOptionAndItsPath) {
+  TempDir dir;
+  DriverContext context = UsersContext(dir.str() + "/state");
+  for (const char* bad : {"-1", "\"1s\"", "1.5", "3600001"}) {
+    auto driver = NewFileDriver(
+        "csv", Obj(R"({"outputPath": "x", "flushIntervalMs": )" + std::string(bad) + "}"),
+        context);
+    ASSERT_FALSE(driver.has_value()) << bad;
+    EXPECT_EQ(driver.error().message,
+              "flushIntervalMs: must be a whole number of milliseconds from 0 to 3600000 (leave "
+              "it out for the default: 10 ms when idle, 200 ms under load)");
+  }
+  auto fine = NewFileDriver("csv", Obj(R"({"outputPath": "x", "flushIntervalMs": 5000})"),
+                            context);
+  ASSERT_TRUE(fine.has_value());
+  EXPECT_EQ((*fine)->FlushInterval(), std::optional<std::chrono::milliseconds>(5000ms));
+  auto default_interval = NewFileDriver("csv", Obj(R"({"outputPath": "x"})"), context);
+  ASSERT_TRUE(default_interval.has_value());
+  EXPECT_FALSE((*default_interval)->FlushInterval().has_value());
+
+  // Through the plugin, the message carries the replicator's config path.
+  auto db = MemoryDatabase(dir.str() + "/db");
+  ASSERT_TRUE(db);
+  RegisterFileDrivers();
+  auto options = FastOptions();
+  ReplicatorConfig config;
+  config.driver = "csv";
+  config.resources = *ResourceMapping::FromJson(Json(JsonArray{"users"}));
+  config.config = Obj(R"({"outputPath": "x", "flushIntervalMs": -5})");
+  options.replicators.push_back(std::move(config));
+  auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
+  auto used = db->UsePlugin(plugin);
+  ASSERT_FALSE(used.has_value());
+  EXPECT_NE(used.error().message.find("replicators[0].config (csv-0): flushIntervalMs: must be"),
+            std::string::npos)
+      << used.error().message;
+  (void)db->Close();
+}
+
+// ---- 2. Parquet row groups ----
+
+TEST_F(FileLifecycleTest, ParquetFilesHaveRowGroupsOfRowGroupSizeHoweverOftenTheyAreFlushed) {
+  std::string why_not;
+  auto readers = FindParquetReaders(why_not);
+  if (!readers) {
+    if (RunningInCi()) FAIL() << "parquet readers missing: " << why_not;
+    GTEST_SKIP() << "parquet readers missing: " << why_not;
+  }
+  auto driver = Make("parquet", R"("rowGroupSize": 5000, "rotateBy": null)");
+  ASSERT_TRUE(driver);
+  // 20,000 changes flushed every 66 (303 flushes), as a busy replicator would.
+  std::vector<DeliveryItem> batch;
+  int flushes = 0;
+  for (int i = 0; i < 20000; ++i) {
+    batch.push_back(Change("u" + std::to_string(i), 1, Action::kInsert,
+                           R"({"name": "N)" + std::to_string(i % 97) + R"("})"));
+    if (batch.size() == 66 || i == 19999) {
+      ExpectAllDelivered(driver->Deliver(batch, 5s));
+      batch.clear();
+      S3DB_ASSERT_OK(driver->Flush());
+      ++flushes;
+    }
+  }
+  EXPECT_EQ(flushes, 304);
+  const std::string sql =
+      "SELECT row_group_id, row_group_num_rows FROM parquet_metadata($FILE) "
+      "WHERE column_id = 0 ORDER BY row_group_id";
+  // The published file (the writer still open) and the finished one.
+  std::string published = Out() + "/published.parquet";
+  std::filesystem::copy_file(Out() + "/users.parquet", published);
+  driver->Stop();
+  for (const std::string& path : {published, Out() + "/users.parquet"}) {
+    SCOPED_TRACE(path);
+    Json groups = RunReader(*readers, "duckdb-sql", path, sql);
+    ASSERT_TRUE(groups.is_array()) << ToJson(groups);
+    ASSERT_EQ(groups.as_array().size(), 4u) << ToJson(groups);
+    for (const Json& group : groups.as_array()) {
+      EXPECT_EQ(group.at("row_group_num_rows"), Json("5000")) << ToJson(group);
+    }
+    Json count = RunReader(*readers, "duckdb-sql", path,
+                           "SELECT count(DISTINCT id) AS n FROM read_parquet($FILE)");
+    ASSERT_TRUE(count.is_array()) << ToJson(count);
+    EXPECT_EQ(count.as_array().at(0).at("n"), Json("20000"));
+  }
+}
+
+// ---- 3. rotateSize with daily files ----
+
+TEST_F(FileLifecycleTest, RotateSizeAlsoSplitsDailyFiles) {
+  // The spec's CSV example: rotateBy 'date' with rotateSize.
+  auto driver = Make("csv", R"("rotateBy": "date", "rotateSize": 150)");
+  ASSERT_TRUE(driver);
+  std::uint64_t sequence = 0;
+  for (int i = 0; i < 9; ++i) {
+    ExpectAllDelivered(driver->Deliver(
+        std::vector<DeliveryItem>{At("u" + std::to_string(i), ++sequence, kOct20At2330Utc)}, 5s));
+    S3DB_ASSERT_OK(driver->Flush());
+  }
+  // The next day starts again at part 1.
+  ExpectAllDelivered(driver->Deliver(
+      std::vector<DeliveryItem>{At("next", ++sequence, kOct20At2330Utc + kDayMs)}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  driver->Stop();
+
+  std::vector<std::string> ids;
+  int parts = 0;
+  for (int part = 1;; ++part) {
+    char suffix[16];
+    std::snprintf(suffix, sizeof suffix, "_%04d", part);
+    std::string path = Out() + "/users_2025-10-20" + (part == 1 ? "" : suffix) + ".csv";
+    if (!std::filesystem::exists(path)) break;
+    ++parts;
+    auto rows = ParseCsv(ReadFileBytes(path));
+    ASSERT_GE(rows.size(), 2u) << path;
+    EXPECT_EQ(rows[0][0], "id") << path;  // every part has its header
+    // A part may pass rotateSize by one flush's rows only.
+    EXPECT_LT(std::filesystem::file_size(path), 150u + 120u) << path;
+    for (std::size_t r = 1; r < rows.size(); ++r) ids.push_back(rows[r][0]);
+  }
+  EXPECT_GE(parts, 3);
+  EXPECT_EQ(ids, (std::vector<std::string>{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"}));
+  auto next = ParseCsv(ReadFileBytes(Out() + "/users_2025-10-21.csv"));
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[1][0], "next");
+  EXPECT_FALSE(std::filesystem::exists(Out() + "/users_2025-10-21_0002.csv"));
+}
+
+TEST_F(FileLifecycleTest, RotateSizeErrorsNameTheOption) {
+  auto message = [&](std::string_view format, const std::string& extra) {
+    auto driver = NewFileDriver(format, Obj(R"({"outputPath": "x", )" + extra + "}"), Context());
+    EXPECT_FALSE(driver.has_value()) << extra;
+    return driver ? std::string() : driver.error().message;
+  };
+  EXPECT_EQ(message("csv", R"("rotateBy": null, "rotateSize": 100)"),
+            "rotateSize: applies to daily files only (mode 'append' with rotateBy 'date' or "
+            "'size'); remove rotateSize or set rotateBy");
+  EXPECT_EQ(message("csv", R"("mode": "overwrite", "rotateSize": 100)"),
+            "rotateSize: applies to daily files only (mode 'append' with rotateBy 'date' or "
+            "'size'); remove rotateSize or set rotateBy");
+  EXPECT_EQ(message("excel", R"("rotateSize": 100)"),
+            "rotateSize: not supported by the excel driver (the day's workbook is one file; a "
+            "sheet continues on a new sheet instead); remove rotateSize");
+  EXPECT_EQ(message("jsonl", R"("rotateSize": 0)"),
+            "rotateSize: must be a positive integer (bytes)");
+}
+
+// ---- 4. staging pruned ----
+
+TEST_F(FileLifecycleTest, StagingOfPastDaysIsPrunedOnceTheCheckpointPassedIt) {
+  auto driver = Make("jsonl", R"("closeAfterIdleMs": 0)");
+  ASSERT_TRUE(driver);
+  std::uint64_t sequence = 0;
+  // Ten days of changes, each day flushed and checkpointed: the staging folder never holds
+  // more than the day being written.
+  for (int day = 0; day < 10; ++day) {
+    std::vector<DeliveryItem> batch;
+    for (int i = 0; i < 3; ++i) {
+      batch.push_back(At("d" + std::to_string(day) + "-" + std::to_string(i), ++sequence,
+                         kOct20At2330Utc + day * kDayMs));
+    }
+    ExpectAllDelivered(driver->Deliver(batch, 5s));
+    EXPECT_EQ(StagingFiles().size(), 1u);
+    S3DB_ASSERT_OK(driver->Flush());  // published, and closed (a past day, idle)
+    driver->CheckpointSaved(sequence);
+    EXPECT_TRUE(StagingFiles().empty()) << "day " << day;
+    EXPECT_EQ(driver->Counters().at("staging_pruned"), static_cast<std::uint64_t>(day + 1));
+    EXPECT_EQ(driver->Counters().at("staging_files"), 0u);
+  }
+  EXPECT_EQ(Ids("users_2025-10-20.jsonl"), (std::vector<std::string>{"d0-0", "d0-1", "d0-2"}));
+  EXPECT_EQ(Ids("users_2025-10-29.jsonl"), (std::vector<std::string>{"d9-0", "d9-1", "d9-2"}));
+
+  // A late change of the first day cannot reopen its pruned staging: it goes to the next
+  // part, and the finished file stays as it was.
+  ExpectAllDelivered(
+      driver->Deliver(std::vector<DeliveryItem>{At("late", ++sequence, kOct20At2330Utc)}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  EXPECT_EQ(Ids("users_2025-10-20.jsonl"), (std::vector<std::string>{"d0-0", "d0-1", "d0-2"}));
+  EXPECT_EQ(Ids("users_2025-10-20_0002.jsonl"), std::vector<std::string>{"late"});
+  // Not checkpointed yet: a replay (after a crash) is recognised from its staging.
+  EXPECT_EQ(StagingFiles(), std::set<std::string>{"users_2025-10-20_0002.jsonl.jsonl"});
+  ExpectAllDelivered(
+      driver->Deliver(std::vector<DeliveryItem>{At("late", sequence, kOct20At2330Utc)}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  EXPECT_EQ(Ids("users_2025-10-20_0002.jsonl"), std::vector<std::string>{"late"});
+  driver->CheckpointSaved(sequence);
+  EXPECT_TRUE(StagingFiles().empty());
+  driver->Stop();
+
+  // After a restart, leftover staging of past days is pruned at the first checkpoint, and
+  // today's file keeps its staging.
+  std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  driver = Make("jsonl", R"("closeAfterIdleMs": 600000)");
+  ASSERT_TRUE(driver);
+  ExpectAllDelivered(driver->Deliver(
+      std::vector<DeliveryItem>{At("old", ++sequence, kOct20At2330Utc + 20 * kDayMs),
+                                At("today", ++sequence, now_ms)},
+      5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  driver->Stop();
+  driver = Make("jsonl", R"("closeAfterIdleMs": 600000)");
+  ASSERT_TRUE(driver);
+  EXPECT_EQ(driver->Counters().at("staging_files"), 2u);
+  driver->CheckpointSaved(sequence);
+  EXPECT_EQ(driver->Counters().at("staging_files"), 1u);
+  ASSERT_EQ(StagingFiles().size(), 1u);
+  EXPECT_EQ(StagingFiles().begin()->find("2025-11-09"), std::string::npos);
+}
+
+// ---- 5. memory: finished parts and replay ids released ----
+
+TEST_F(FileLifecycleTest, FinishedSizePartsAndSettledReplayIdsAreReleased) {
+  auto driver = Make("jsonl", R"("rotateSize": 1)");
+  ASSERT_TRUE(driver);
+  // Every change after a flush starts a new part (rotateSize 1 byte).
+  for (std::uint64_t sequence = 1; sequence <= 20; ++sequence) {
+    ExpectAllDelivered(driver->Deliver(
+        std::vector<DeliveryItem>{At("u" + std::to_string(sequence), sequence, kOct20At2330Utc)},
+        5s));
+    S3DB_ASSERT_OK(driver->Flush());
+  }
+  auto counters = driver->Counters();
+  EXPECT_EQ(counters.at("files_open"), 1u);  // only the part being written
+  EXPECT_EQ(counters.at("replay_ids"), 20u);  // nothing checkpointed yet: all may be replayed
+  EXPECT_EQ(counters.at("staging_files"), 20u);
+  // A replay of a change in a finished part is recognised.
+  ExpectAllDelivered(
+      driver->Deliver(std::vector<DeliveryItem>{At("u3", 3, kOct20At2330Utc)}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  EXPECT_EQ(Ids("users_2025-10-20_0003.jsonl"), std::vector<std::string>{"u3"});
+  EXPECT_EQ(Ids("users_2025-10-20_0020.jsonl"), std::vector<std::string>{"u20"});
+
+  driver->CheckpointSaved(18);
+  counters = driver->Counters();
+  EXPECT_EQ(counters.at("replay_ids"), 2u);      // 19 and 20
+  EXPECT_EQ(counters.at("staging_files"), 2u);   // parts 19 (finished, above) and 20 (open)
+  EXPECT_EQ(counters.at("staging_pruned"), 18u);
+
+  // Changes above the checkpoint are still recognised when replayed.
+  ExpectAllDelivered(driver->Deliver(
+      std::vector<DeliveryItem>{At("u19", 19, kOct20At2330Utc), At("u21", 21, kOct20At2330Utc),
+                                At("u22", 22, kOct20At2330Utc)},
+      5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  ExpectAllDelivered(
+      driver->Deliver(std::vector<DeliveryItem>{At("u22", 22, kOct20At2330Utc)}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  EXPECT_EQ(Ids("users_2025-10-20_0019.jsonl"), std::vector<std::string>{"u19"});
+  EXPECT_EQ(Ids("users_2025-10-20_0021.jsonl"), (std::vector<std::string>{"u21", "u22"}));
+  driver->CheckpointSaved(22);
+  counters = driver->Counters();
+  EXPECT_EQ(counters.at("replay_ids"), 0u);
+  EXPECT_EQ(counters.at("files_open"), 1u);
+  EXPECT_EQ(counters.at("staging_files"), 1u);  // the open part only
+  driver->Stop();
+}
+
+}  // namespace
+}  // namespace s3db::replicator

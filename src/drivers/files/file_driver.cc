@@ -528,6 +528,7 @@ class FileDriver final : public Driver {
         parts_.erase(current);
         earlier_ids_.erase(info.base);
       }
+      truncated_by_file_.erase(name);  // never reopened: a late change goes to the next part
       it = staged_.erase(it);
       ++staging_pruned_;
     }

@@ -1,20 +1,28 @@
 // File export benchmark: rows/s writing N rows of about 1 KiB (the file drivers' append rows:
 // record fields plus _action, _changed_at, _change_id) through the src/formats writers to
-// CSV, JSONL, gzip JSONL and Parquet with each compression; file size; peak RSS of each case
-// (run in its own child process); and the ratio to DuckDB writing the same rows to the same
-// format in the same run (COPY ... TO from an in-memory table, via @duckdb/node-api).
+// CSV, JSONL, gzip JSONL, Parquet with each compression and Excel; file size; peak RSS of each
+// case (run in its own child process); and the ratio to a peer writing the same rows to the
+// same format in the same run: DuckDB (COPY ... TO from an in-memory table, via
+// @duckdb/node-api) for CSV, JSONL and Parquet, exceljs (its streaming WorkbookWriter,
+// bench/files_bench_exceljs.mjs) for Excel, which DuckDB cannot write without an extension
+// downloaded at run time.
 //
 // Usage: files_bench [--rows N] [--dir FOLDER] [--cases csv,jsonl,...] [--duckdb-threads T]
 //                    [--no-duckdb]
 //   N defaults to $S3DB_FILES_BENCH_ROWS, else 1,000,000. FOLDER (default: a fresh folder
-//   under /tmp) gets the files, which are removed after each case. DuckDB needs node and
-//   scripts/peers/node_modules (scripts/install-deps.sh --test-peers); $S3DB_PEERS_DIR
-//   overrides where they are. T defaults to 1 (the s3db writers use one thread).
+//   under /tmp) gets the files, which are removed after each case. The peers (DuckDB,
+//   exceljs) need node and scripts/peers/node_modules (scripts/install-deps.sh --test-peers);
+//   $S3DB_PEERS_DIR overrides where they are; --no-duckdb skips both. T defaults to 1 (the
+//   s3db writers use one thread).
 //
 // Timing: rows are generated in batches of 10,000 outside the timed part; the time is Add()
 // of every row, a Flush() after each batch (as the drivers flush: the rows become a valid,
-// fsynced file; Parquet closes a row group, gzip JSONL a gzip member) and the final Finish().
-// DuckDB's time is the COPY statement alone (loading its table is not counted).
+// fsynced file; Parquet publishes the open row group provisionally, gzip JSONL ends a gzip
+// member) and the final Finish(). Excel has no Flush per batch: an .xlsx cannot be appended
+// to, so each Flush regenerates the whole workbook (what the excel driver does at every
+// flush, O(rows so far)); the case measures writing the workbook once, like exceljs.
+// DuckDB's time is the COPY statement alone (loading its table is not counted); exceljs's is
+// adding the rows and committing the workbook (reading and parsing its input is not).
 #include <fmt/core.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -44,13 +52,21 @@ using s3db::JsonObject;
 
 constexpr std::size_t kBatch = 10000;
 
-// This source file's folder (the build passes absolute source paths).
-std::string BenchDir() { return fs::absolute(fs::path(__FILE__)).parent_path().string(); }
+// The folder of the benchmark's node scripts (__FILE__ may be relative to the build folder
+// when ccache rewrites paths, so the build passes the source folder).
+std::string BenchDir() {
+#ifdef S3DB_SOURCE_DIR
+  return std::string(S3DB_SOURCE_DIR) + "/bench";
+#else
+  return fs::absolute(fs::path(__FILE__)).parent_path().string();
+#endif
+}
 
 struct Case {
   std::string name;
   s3db::formats::FileFormat format;
   const char* config;  // the writer options, as the drivers get them
+  bool flush_each_batch = true;
 };
 
 const std::vector<Case>& AllCases() {
@@ -63,6 +79,7 @@ const std::vector<Case>& AllCases() {
       {"parquet-zstd", s3db::formats::FileFormat::kParquet, R"({"compression": "zstd"})"},
       {"parquet-lz4", s3db::formats::FileFormat::kParquet, R"({"compression": "lz4"})"},
       {"parquet-none", s3db::formats::FileFormat::kParquet, R"({"compression": "none"})"},
+      {"excel", s3db::formats::FileFormat::kExcel, "{}", false},
   };
   return cases;
 }
@@ -166,8 +183,10 @@ void RunCaseChild(const Case& c, std::uint64_t rows, const std::string& dir, int
       if (!added) return report("error " + added.error().ToString());
     }
     // As the drivers do: a Flush now and then makes the rows durable (and bounds memory).
-    auto flushed = (*writer)->Flush();
-    if (!flushed) return report("error " + flushed.error().ToString());
+    if (c.flush_each_batch) {
+      auto flushed = (*writer)->Flush();
+      if (!flushed) return report("error " + flushed.error().ToString());
+    }
     spent += Clock::now() - begin;
   }
   batch.clear();
@@ -223,14 +242,10 @@ Measured RunCase(const Case& c, std::uint64_t rows, const std::string& dir) {
   return measured;
 }
 
-// Runs the DuckDB script; returns its JSON and its peak RSS.
-std::optional<JsonObject> RunDuckDb(const std::string& peers, const std::string& rows_file,
-                                    const std::string& dir, int threads,
-                                    const std::vector<std::string>& cases, double& rss_mb,
-                                    std::string& error) {
-  std::string script = BenchDir() + "/files_bench_duckdb.mjs";
-  std::vector<std::string> args{"node", script, peers, rows_file, dir, std::to_string(threads)};
-  for (const auto& c : cases) args.push_back(c);
+// Runs a node script (`args` after "node"); returns its JSON and its peak RSS.
+std::optional<JsonObject> RunNode(std::vector<std::string> args, double& rss_mb,
+                                  std::string& error) {
+  args.insert(args.begin(), "node");
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) return std::nullopt;
   std::fflush(stdout);
@@ -254,7 +269,7 @@ std::optional<JsonObject> RunDuckDb(const std::string& peers, const std::string&
   }
   auto parsed = s3db::ParseJsonObject(output);
   if (!parsed) {
-    error = "unreadable DuckDB output: " + output.substr(0, 200);
+    error = "unreadable output of " + args[1] + ": " + output.substr(0, 200);
     return std::nullopt;
   }
   return *parsed;
@@ -322,7 +337,7 @@ int main(int argc, char** argv) {
   if (cases.empty()) {
     std::fprintf(stderr,
                  "--cases: none of the names is a case (csv, jsonl, jsonl-gzip, parquet-snappy, "
-                 "parquet-gzip, parquet-zstd, parquet-lz4, parquet-none)\n");
+                 "parquet-gzip, parquet-zstd, parquet-lz4, parquet-none, excel)\n");
     return 2;
   }
   bool own_dir = dir.empty();
@@ -351,63 +366,93 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  std::optional<JsonObject> theirs;
-  double duck_rss = 0;
-  std::string duck_error = "skipped (--no-duckdb)";
+  std::optional<JsonObject> theirs, excel_peer;
+  double duck_rss = 0, excel_rss = 0;
+  std::string duck_error = "skipped (--no-duckdb)", excel_error = "skipped (--no-duckdb)";
+  std::vector<std::string> duck_cases;
+  bool excel_case = false;
+  for (const Case& c : cases) {
+    if (c.format == s3db::formats::FileFormat::kExcel) {
+      excel_case = true;
+    } else {
+      duck_cases.push_back(c.name);
+    }
+  }
   if (duckdb) {
     const char* peers_env = std::getenv("S3DB_PEERS_DIR");
     std::string peers = peers_env && *peers_env
                             ? std::string(peers_env)
                             : fs::path(BenchDir()).parent_path().string() + "/scripts/peers";
-    if (!fs::exists(peers + "/node_modules/@duckdb/node-api/package.json")) {
+    // The same rows, as JSON Lines, for the peers to load (untimed).
+    std::string rows_file = dir + "/rows.jsonl";
+    {
+      std::FILE* out = std::fopen(rows_file.c_str(), "wb");
+      if (out == nullptr) return 1;
+      for (std::uint64_t i = 0; i < rows; ++i) {
+        std::string line = s3db::ToJson(MakeRow(i));
+        line.push_back('\n');
+        std::fwrite(line.data(), 1, line.size(), out);
+      }
+      std::fclose(out);
+    }
+    if (duck_cases.empty()) {
+      duck_error = "no case for DuckDB";
+    } else if (!fs::exists(peers + "/node_modules/@duckdb/node-api/package.json")) {
       duck_error =
           "@duckdb/node-api missing in " + peers + " (scripts/install-deps.sh --test-peers)";
     } else {
-      // The same rows, as JSON Lines, for DuckDB to load (untimed).
-      std::string rows_file = dir + "/rows.jsonl";
-      {
-        std::FILE* out = std::fopen(rows_file.c_str(), "wb");
-        if (out == nullptr) return 1;
-        for (std::uint64_t i = 0; i < rows; ++i) {
-          std::string line = s3db::ToJson(MakeRow(i));
-          line.push_back('\n');
-          std::fwrite(line.data(), 1, line.size(), out);
-        }
-        std::fclose(out);
-      }
-      std::vector<std::string> names;
-      for (const Case& c : cases) names.push_back(c.name);
-      theirs = RunDuckDb(peers, rows_file, dir, duckdb_threads, names, duck_rss, duck_error);
-      fs::remove(rows_file);
+      std::vector<std::string> args{BenchDir() + "/files_bench_duckdb.mjs", peers, rows_file,
+                                    dir, std::to_string(duckdb_threads)};
+      args.insert(args.end(), duck_cases.begin(), duck_cases.end());
+      theirs = RunNode(args, duck_rss, duck_error);
     }
+    if (!excel_case) {
+      excel_error = "no excel case";
+    } else if (!fs::exists(peers + "/node_modules/exceljs/package.json")) {
+      excel_error = "exceljs missing in " + peers + " (scripts/install-deps.sh --test-peers)";
+    } else {
+      excel_peer = RunNode({BenchDir() + "/files_bench_exceljs.mjs", peers, rows_file,
+                            dir + "/exceljs.xlsx"},
+                           excel_rss, excel_error);
+    }
+    fs::remove(rows_file);
   }
 
-  fmt::print("\n{:<15} {:>12} {:>9} {:>9} {:>12} {:>9} {:>14}\n", "case", "s3db rows/s",
-             "s3db MB", "RSS MB", "duckdb rows/s", "duck MB", "s3db/duckdb");
+  fmt::print("\n{:<15} {:>12} {:>9} {:>9} {:>8} {:>12} {:>9} {:>11}\n", "case", "s3db rows/s",
+             "s3db MB", "RSS MB", "peer", "peer rows/s", "peer MB", "s3db/peer");
   for (const Case& c : cases) {
     const Measured& m = ours[c.name];
     std::string our_rate = m.error.empty() ? fmt::format("{:.0f}", rows / m.seconds) : "error";
-    std::string duck_rate = "-", duck_mb = "-", ratio = "-";
-    if (theirs) {
-      if (const Json* entry = theirs->if_contains(c.name); entry && entry->is_object()) {
+    bool excel = c.format == s3db::formats::FileFormat::kExcel;
+    const std::optional<JsonObject>& peer = excel ? excel_peer : theirs;
+    std::string peer_rate = "-", peer_mb = "-", ratio = "-";
+    if (peer) {
+      if (const Json* entry = peer->if_contains(c.name); entry && entry->is_object()) {
         double seconds = entry->as_object().at("seconds").to_number<double>();
         double bytes = entry->as_object().at("bytes").to_number<double>();
-        duck_rate = fmt::format("{:.0f}", rows / seconds);
-        duck_mb = fmt::format("{:.1f}", bytes / 1e6);
+        peer_rate = fmt::format("{:.0f}", rows / seconds);
+        peer_mb = fmt::format("{:.1f}", bytes / 1e6);
         if (m.error.empty()) ratio = fmt::format("{:.2f}x", seconds / m.seconds);
       }
     }
-    fmt::print("{:<15} {:>12} {:>9.1f} {:>9.0f} {:>12} {:>9} {:>14}\n", c.name, our_rate,
-               m.bytes / 1e6, m.peak_rss_mb, duck_rate, duck_mb, ratio);
+    fmt::print("{:<15} {:>12} {:>9.1f} {:>9.0f} {:>8} {:>12} {:>9} {:>11}\n", c.name, our_rate,
+               m.bytes / 1e6, m.peak_rss_mb, excel ? "exceljs" : "duckdb", peer_rate, peer_mb,
+               ratio);
   }
   if (theirs) {
-    fmt::print("DuckDB: {} thread(s), peak RSS {:.0f} MB (node process, all cases, table "
+    fmt::print("DuckDB: {} thread(s), peak RSS {:.0f} MB (node process, all its cases, table "
                "loaded in {:.1f} s untimed)\n",
                duckdb_threads, duck_rss, theirs->at("load_seconds").to_number<double>());
   } else {
     fmt::print("DuckDB: {}\n", duck_error);
   }
-  fmt::print("s3db/duckdb > 1 means s3db is faster.\n");
+  if (excel_peer) {
+    fmt::print("exceljs: streaming WorkbookWriter, peak RSS {:.0f} MB (node process)\n",
+               excel_rss);
+  } else if (excel_case) {
+    fmt::print("exceljs: {}\n", excel_error);
+  }
+  fmt::print("s3db/peer > 1 means s3db is faster.\n");
   if (own_dir) fs::remove_all(dir);
   return 0;
 }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "net/http_client.h"
+#include "formats/formats_test_util.h"
 #include "s3db/json.h"
 #include "test_util.h"
 
@@ -204,7 +206,8 @@ TEST_F(CliTest, HelpListsTheCommands) {
   CliResult result = Run({"--help"});
   EXPECT_EQ(result.exit_code, 0) << Describe(result);
   for (const char* command : {"resource", "insert", "get", "update", "delete", "list", "query",
-                              "import", "run", "replicators", "dlq", "--connection", "--config"}) {
+                              "import", "export", "run", "replicators", "dlq", "--connection",
+                              "--config"}) {
     EXPECT_NE(result.out.find(command), std::string::npos) << command;
   }
   result = Run({"import", "--help"});
@@ -770,6 +773,142 @@ http: { listen: "127.0.0.1:0" }
   EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
   EXPECT_EQ(stopped.err.find("TOPSECRET"), std::string::npos) << stopped.err;
   EXPECT_EQ(stopped.out.find("TOPSECRET"), std::string::npos) << stopped.out;
+}
+
+
+TEST_F(CliTest, ExportWritesEveryRecordToEachFormat) {
+  ASSERT_EQ(Run({"resource", "create", "users", "--attributes",
+                 R"({"name":"string|required","age":"integer","tags":"array"})"})
+                .exit_code,
+            0);
+  // 1,203 records: more than two pages of the listing (500 each).
+  std::string batch = "[";
+  for (int i = 0; i < 1200; ++i) {
+    char id[16];
+    std::snprintf(id, sizeof id, "n%04d", i);
+    batch += std::string(i ? "," : "") + R"({"id":")" + id + R"(","name":"N","age":)" +
+             std::to_string(i) + "}";
+  }
+  batch += "]";
+  ASSERT_EQ(Run({"insert", "users", "-"}, batch).exit_code, 0);
+  ASSERT_EQ(Run({"insert", "users",
+                 R"([{"id":"a1","name":"Zoë, \"quoted\"\nline 😀","age":9007199254740993,)"
+                 R"("tags":["x",1]},{"id":"a2","name":"Bob","extra":true}])"})
+                .exit_code,
+            0);
+
+  struct Case {
+    std::string file;
+    std::vector<std::string> extra;
+    std::string format;
+  };
+  for (const Case& c : std::vector<Case>{{"users.csv", {}, "csv"},
+                                         {"users.jsonl", {}, "jsonl"},
+                                         {"users.jsonl.gz", {}, "jsonl"},
+                                         {"users.parquet", {"--options", R"({"compression":"zstd"})"}, "parquet"},
+                                         {"users.xlsx", {}, "excel"},
+                                         {"dump.txt", {"--format", "csv", "--options", R"({"delimiter":";"})"}, "csv"}}) {
+    std::vector<std::string> args{"export", "--resource", "users", "--output", c.file};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    CliResult exported = Run(args);
+    ASSERT_EQ(exported.exit_code, 0) << c.file << "\n" << Describe(exported);
+    JsonObject report = ParseObject(Lines(exported.out).at(0));
+    EXPECT_EQ(report.at("records"), Json(1202)) << c.file;
+    EXPECT_EQ(report.at("skipped"), Json(0)) << c.file;
+    EXPECT_EQ(report.at("format"), Json(c.format)) << c.file;
+    EXPECT_EQ(report.at("file"), Json(c.file));
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / (c.file + ".tmp"))) << c.file;
+  }
+
+  auto read = [&](const std::string& name) {
+    return formats::testing::ReadFileBytes((dir_.path() / name).string());
+  };
+  // CSV: header (id, attributes in definition order, then other fields), RFC 4180 quoting,
+  // every digit.
+  auto csv = formats::testing::ParseCsv(read("users.csv"));
+  ASSERT_EQ(csv.size(), 1203u);
+  EXPECT_EQ(csv[0], (std::vector<std::string>{"id", "name", "age", "tags", "_rev", "extra"}));
+  EXPECT_EQ(csv[1], (std::vector<std::string>{"a1", "Zoë, \"quoted\"\nline 😀",
+                                              "9007199254740993", R"(["x",1])", "1", ""}));
+  EXPECT_EQ(csv[2][5], "true");
+  EXPECT_EQ(csv[1202][0], "n1199");
+  auto semicolons = formats::testing::ParseCsv(read("dump.txt"), {.delimiter = ';'});
+  EXPECT_EQ(semicolons, csv);
+  // JSON Lines: one object per record, exactly as stored.
+  std::vector<std::string> lines = Lines(read("users.jsonl"));
+  ASSERT_EQ(lines.size(), 1202u);
+  EXPECT_EQ(ParseObject(lines[0]).at("age"), Json(9007199254740993LL));
+  EXPECT_EQ(ParseObject(lines[0]).at("name"), Json("Zoë, \"quoted\"\nline 😀"));
+  std::string gz = read("users.jsonl.gz");
+  ASSERT_GE(gz.size(), 2u);
+  EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
+  EXPECT_EQ(read("users.xlsx").substr(0, 2), "PK");
+  // Parquet, read by DuckDB.
+  std::string why_not;
+  auto readers = formats::testing::FindParquetReaders(why_not);
+  if (!readers) {
+    if (formats::testing::RunningInCi()) FAIL() << why_not;
+    GTEST_SKIP() << why_not;
+  }
+  Json rows = formats::testing::RunReader(
+      *readers, "duckdb-sql", (dir_.path() / "users.parquet").string(),
+      "SELECT count(*) AS n, sum(age) FILTER (WHERE id LIKE 'n%') AS s, "
+      "max(age)::VARCHAR AS big, (SELECT name FROM read_parquet($FILE) WHERE id = 'a1') AS name "
+      "FROM read_parquet($FILE)");
+  ASSERT_TRUE(rows.is_array()) << ToJson(rows);
+  const JsonObject& totals = rows.as_array().at(0).as_object();
+  EXPECT_EQ(totals.at("n"), Json("1202"));
+  EXPECT_EQ(totals.at("s"), Json(std::to_string(1199 * 1200 / 2)));
+  EXPECT_EQ(totals.at("big"), Json("9007199254740993"));
+  EXPECT_EQ(totals.at("name"), Json("Zoë, \"quoted\"\nline 😀"));
+}
+
+TEST_F(CliTest, ExportErrorsNameTheOptionAndLeaveNoFile) {
+  ASSERT_EQ(Run({"resource", "create", "users", "--attributes", R"({"age":"integer"})"}).exit_code,
+            0);
+  ASSERT_EQ(Run({"insert", "users", R"([{"id":"ok","age":1},{"id":"huge","age":18446744073709551615}])"})
+                .exit_code,
+            0);
+  CliResult unknown = Run({"export", "-r", "users", "-o", "users.txt"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err,
+            "s3db: --output: cannot tell the format from 'users.txt' (.csv, .jsonl, .jsonl.gz, "
+            ".parquet, .xlsx); use --format csv|jsonl|parquet|excel\n");
+  CliResult format = Run({"export", "-r", "users", "-o", "users.txt", "--format", "xml"});
+  EXPECT_EQ(format.exit_code, 1);
+  EXPECT_EQ(format.err,
+            "s3db: --format: unknown file format 'xml' (use csv, jsonl, parquet or excel)\n");
+  CliResult option = Run({"export", "-r", "users", "-o", "u.parquet", "--options",
+                          R"({"compression":"rar"})"});
+  EXPECT_EQ(option.exit_code, 1);
+  EXPECT_NE(option.err.find("s3db: --options: option `compression` must be one of"),
+            std::string::npos)
+      << option.err;
+  CliResult resource = Run({"export", "-r", "nope", "-o", "n.csv"});
+  EXPECT_EQ(resource.exit_code, 1);
+  EXPECT_NE(resource.err.find("resource 'nope' does not exist"), std::string::npos)
+      << resource.err;
+  for (const char* name : {"u.parquet", "u.parquet.tmp", "n.csv", "n.csv.tmp"}) {
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / name)) << name;
+  }
+  // A record the format cannot hold (2^64 - 1 in Parquet's INT64 column) is reported and
+  // left out; the file holds the others and the exit code is 1.
+  CliResult skipped = Run({"export", "-r", "users", "-o", "u.parquet"});
+  EXPECT_EQ(skipped.exit_code, 1) << Describe(skipped);
+  EXPECT_NE(skipped.err.find("s3db: u.parquet: record \"huge\" skipped: "), std::string::npos)
+      << skipped.err;
+  EXPECT_NE(skipped.err.find("'age'"), std::string::npos) << skipped.err;
+  JsonObject report = ParseObject(Lines(skipped.out).at(0));
+  EXPECT_EQ(report.at("records"), Json(1));
+  EXPECT_EQ(report.at("skipped"), Json(1));
+  EXPECT_TRUE(std::filesystem::exists(dir_.path() / "u.parquet"));
+  // CSV holds it.
+  CliResult csv = Run({"export", "-r", "users", "-o", "u.csv"});
+  EXPECT_EQ(csv.exit_code, 0) << Describe(csv);
+  EXPECT_NE(formats::testing::ReadFileBytes((dir_.path() / "u.csv").string())
+                .find("huge,18446744073709551615,"),
+            std::string::npos);
 }
 
 }  // namespace

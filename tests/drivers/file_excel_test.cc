@@ -29,6 +29,30 @@ class FileExcelTest : public ::testing::Test {
   TempDir dir_;
 };
 
+// One change mapped to two destinations of one workbook (resources: {users: ['a', 'b']})
+// has one change id: each sheet gets its row, and a replay adds to neither.
+TEST_F(FileExcelTest, OneChangeToTwoSheetsOfOneWorkbookLandsInBoth) {
+  auto driver = Make("");
+  ASSERT_TRUE(driver);
+  DeliveryItem to_a = Change("u1", 1, Action::kInsert, R"({"name": "Alice"})");
+  to_a.target = "a";
+  DeliveryItem to_b = to_a;
+  to_b.target = "b";
+  ExpectAllDelivered(driver->Deliver(std::vector<DeliveryItem>{to_a, to_b}, 5s));
+  S3DB_ASSERT_OK(driver->Flush());
+  ExpectAllDelivered(driver->Deliver(std::vector<DeliveryItem>{to_b, to_a}, 5s));  // replays
+  S3DB_ASSERT_OK(driver->Flush());
+  auto book = ReadWorkbook(Out() + "/export_2025-10-20.xlsx");
+  if (!book) GTEST_SKIP() << "exceljs missing";
+  ASSERT_EQ(book->size(), 2u);
+  for (const char* sheet : {"a", "b"}) {
+    const auto& rows = (*book)[sheet];
+    ASSERT_EQ(rows.size(), 2u) << sheet;
+    EXPECT_EQ(rows[1][0].as_string(), "u1") << sheet;
+    EXPECT_EQ(rows[1][1].as_string(), "Alice") << sheet;
+  }
+}
+
 TEST_F(FileExcelTest, OneWorksheetPerTargetInTheDaysWorkbookRegeneratedAtEachFlush) {
   auto driver = Make(R"(, "filename": "report.xlsx")");
   ASSERT_TRUE(driver);

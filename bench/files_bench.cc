@@ -7,8 +7,10 @@
 // bench/files_bench_exceljs.mjs) for Excel, which DuckDB cannot write without an extension
 // downloaded at run time.
 //
-// Usage: files_bench [--rows N] [--dir FOLDER] [--cases csv,jsonl,...] [--duckdb-threads T]
-//                    [--no-duckdb]
+// Usage: files_bench [--rows N] [--dir FOLDER] [--cases csv,jsonl,...] [--flush-every F]
+//                    [--duckdb-threads T] [--no-duckdb]
+//   F (default 10,000): rows between two Flush calls; small values show what frequent
+//   flushes cost (Parquet re-encodes the rows of its open row group at every Flush).
 //   N defaults to $S3DB_FILES_BENCH_ROWS, else 1,000,000. FOLDER (default: a fresh folder
 //   under /tmp) gets the files, which are removed after each case. The peers (DuckDB,
 //   exceljs) need node and scripts/peers/node_modules (scripts/install-deps.sh --test-peers);
@@ -159,7 +161,8 @@ struct Measured {
 };
 
 // Runs one case in this (child) process; prints "seconds bytes" or "error <text>" to `fd`.
-void RunCaseChild(const Case& c, std::uint64_t rows, const std::string& dir, int fd) {
+void RunCaseChild(const Case& c, std::uint64_t rows, std::uint64_t flush_every,
+                  const std::string& dir, int fd) {
   auto report = [&](const std::string& text) {
     (void)!::write(fd, text.data(), text.size());
   };
@@ -178,14 +181,14 @@ void RunCaseChild(const Case& c, std::uint64_t rows, const std::string& dir, int
       batch.push_back(MakeRow(i));
     }
     auto begin = Clock::now();
-    for (const JsonObject& row : batch) {
-      auto added = (*writer)->Add(row);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto added = (*writer)->Add(batch[i]);
       if (!added) return report("error " + added.error().ToString());
-    }
-    // As the drivers do: a Flush now and then makes the rows durable (and bounds memory).
-    if (c.flush_each_batch) {
-      auto flushed = (*writer)->Flush();
-      if (!flushed) return report("error " + flushed.error().ToString());
+      // As the drivers do: a Flush now and then makes the rows durable (and bounds memory).
+      if (c.flush_each_batch && (start + i + 1) % flush_every == 0) {
+        auto flushed = (*writer)->Flush();
+        if (!flushed) return report("error " + flushed.error().ToString());
+      }
     }
     spent += Clock::now() - begin;
   }
@@ -215,7 +218,8 @@ std::string CollectChild(pid_t pid, int fd, int& status, double& rss_mb) {
 }
 
 // Forks, runs the case in the child, and reads its peak RSS from wait4.
-Measured RunCase(const Case& c, std::uint64_t rows, const std::string& dir) {
+Measured RunCase(const Case& c, std::uint64_t rows, std::uint64_t flush_every,
+                 const std::string& dir) {
   Measured measured;
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) {
@@ -226,7 +230,7 @@ Measured RunCase(const Case& c, std::uint64_t rows, const std::string& dir) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(pipe_fds[0]);
-    RunCaseChild(c, rows, dir, pipe_fds[1]);
+    RunCaseChild(c, rows, flush_every, dir, pipe_fds[1]);
     ::close(pipe_fds[1]);
     ::_exit(0);
   }
@@ -297,6 +301,7 @@ int main(int argc, char** argv) {
   std::string dir;
   std::vector<std::string> selected;
   int duckdb_threads = 1;
+  std::uint64_t flush_every = kBatch;
   bool duckdb = true;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -315,17 +320,23 @@ int main(int argc, char** argv) {
       selected = Split(value());
     } else if (arg == "--duckdb-threads") {
       duckdb_threads = std::atoi(value().c_str());
+    } else if (arg == "--flush-every") {
+      flush_every = std::strtoull(value().c_str(), nullptr, 10);
     } else if (arg == "--no-duckdb") {
       duckdb = false;
     } else {
       std::fprintf(stderr,
                    "usage: files_bench [--rows N] [--dir FOLDER] [--cases a,b] "
-                   "[--duckdb-threads T] [--no-duckdb]\n");
+                   "[--flush-every F] [--duckdb-threads T] [--no-duckdb]\n");
       return 2;
     }
   }
   if (rows == 0) {
     std::fprintf(stderr, "--rows: must be a positive number\n");
+    return 2;
+  }
+  if (flush_every == 0) {
+    std::fprintf(stderr, "--flush-every: must be a positive number of rows\n");
     return 2;
   }
   std::vector<Case> cases;
@@ -350,12 +361,13 @@ int main(int argc, char** argv) {
 
   std::uint64_t sample_bytes = 0;
   for (std::uint64_t i = 0; i < 1000; ++i) sample_bytes += s3db::ToJson(MakeRow(i)).size() + 1;
-  fmt::print("files_bench: {} rows, {:.0f} bytes per row as JSON, 12 columns\n", rows,
-             sample_bytes / 1000.0);
+  fmt::print("files_bench: {} rows, {:.0f} bytes per row as JSON, 12 columns, a Flush every "
+             "{} rows (not excel)\n",
+             rows, sample_bytes / 1000.0, flush_every);
 
   std::map<std::string, Measured> ours;
   for (const Case& c : cases) {
-    ours[c.name] = RunCase(c, rows, dir);
+    ours[c.name] = RunCase(c, rows, flush_every, dir);
     const Measured& m = ours[c.name];
     if (!m.error.empty()) {
       fmt::print("  s3db {:<15} error: {}\n", c.name, m.error);

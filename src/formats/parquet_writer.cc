@@ -514,6 +514,9 @@ void AppendLevels(const std::vector<std::uint32_t>& levels, std::size_t begin, s
 
 }  // namespace
 
+// See PrepareFlushTrailer.
+constexpr std::uint64_t kReencodeBudget = 16;
+
 struct ParquetWriter::State {
   ColumnSet columns;
   ParquetOptions options;
@@ -525,6 +528,7 @@ struct ParquetWriter::State {
   std::size_t buffered_bytes = 0;
   std::int64_t total_rows = 0;
   std::size_t published_trailer = 0;  // bytes of the last Flush's trailer (rows still buffered)
+  std::uint64_t reencoded_rows = 0;   // rows encoded provisionally for the open row group
   bool finished = false;
   bool abandoned = false;
   std::vector<const Json*> cells;
@@ -714,6 +718,7 @@ struct ParquetWriter::State {
     row_groups.push_back(std::move(group));
     total_rows += static_cast<std::int64_t>(buffered_rows);
     published_trailer = 0;  // the rows it held are in the body now
+    reencoded_rows = 0;
     buffered_rows = 0;
     buffered_bytes = 0;
     return Ok();
@@ -899,7 +904,15 @@ struct ParquetWriter::State {
   // group keeps filling up to rowGroupSize rows, and the types of still undecided columns are
   // inferred for this publish only (the final row group decides them from all its rows).
   Result<std::string> PrepareFlushTrailer() {
-    if (buffered_rows == 0) return PrepareFooter();
+    // Each provisional publish re-encodes the whole open row group. Once that would add up
+    // to more than kReencodeBudget row groups' worth, the group is closed as it is: the cost of
+    // a row stays bounded (at most kReencodeBudget + 1 encodings) however often Flush is
+    // called, at the price of a smaller row group when flushes are very frequent.
+    if (buffered_rows == 0 ||
+        reencoded_rows + buffered_rows > kReencodeBudget * options.row_group_size) {
+      return PrepareFooter();
+    }
+    reencoded_rows += buffered_rows;
     S3DB_RETURN_IF_ERROR(EnsureMagic());
     std::vector<std::pair<Layout, Leaf>> decided;
     decided.reserve(column_states.size());

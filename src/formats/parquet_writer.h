@@ -34,8 +34,11 @@
 // rows buffered since the last full row group, encoded as a provisional last row group, and
 // the footer. The rows stay buffered: the next Flush publishes them again with the rows added
 // since, and a row group enters the body only once it has rowGroupSize rows (or ~128 MiB), or
-// at Finish. So a finished file has row groups of rowGroupSize rows however often it was
-// flushed (the last one smaller); each Flush costs re-encoding up to rowGroupSize rows.
+// at Finish. Re-encoding is bounded: once the provisional publishes of one row group would
+// add up to more than 16 row groups' worth of rows, the next Flush closes the group as it is.
+// So flushes at least rowGroupSize / 32 rows apart give a finished file of full row groups
+// (the last one smaller); more frequent ones give groups of about sqrt(32 * rowGroupSize *
+// rows per flush) rows, and a row is never encoded more than 17 times.
 // Columns still undecided are typed for that publish only; the full row group decides.
 #pragma once
 

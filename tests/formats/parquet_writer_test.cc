@@ -648,8 +648,8 @@ TEST(ParquetWriter, FlushLeavesACompleteFileAfterEveryBatch) {
 }
 
 // Flushes publish the buffered rows without cutting row groups: 2,000 rows flushed every
-// 7 rows with rowGroupSize 500 give 4 row groups of 500 rows, and every published snapshot
-// holds every row added before its flush.
+// 20 rows (at least rowGroupSize / 32 apart) with rowGroupSize 500 give 4 row groups of 500
+// rows, and every published snapshot holds every row added before its flush.
 TEST(ParquetWriter, FrequentFlushesKeepRowGroupsOfTheConfiguredSize) {
   S3DB_REQUIRE_PARQUET_READERS(readers);
   testing::TempFolder folder;
@@ -670,7 +670,7 @@ TEST(ParquetWriter, FrequentFlushesKeepRowGroupsOfTheConfiguredSize) {
     row["n"] = i;
     if (i % 3 == 0) row["tags"] = JsonArray{Json(i), Json("x")};
     ASSERT_TRUE((*writer)->Add(row));
-    if (i % 7 == 6) ASSERT_TRUE((*writer)->Flush());
+    if (i % 20 == 19) ASSERT_TRUE((*writer)->Flush());
     if (i == 1203) {  // a snapshot in the middle of the third row group
       ASSERT_TRUE((*writer)->Flush());
       EXPECT_EQ((*writer)->row_group_count(), 2u);
@@ -733,6 +733,26 @@ TEST(ParquetWriter, FileSinkNeverExposesAPartialFile) {
   }
   ASSERT_TRUE((*writer)->Finish());
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// Flushes every 2 rows with rowGroupSize 100: re-encoding the open group at every flush would
+// cost 25 group-encodings per row; the budget closes groups once 16 groups' worth of rows
+// were re-encoded, so they hold about sqrt(32 * 100 * 2) = 80 rows, not 2 and not 100.
+TEST(ParquetWriter, TheReencodingBudgetBoundsTheCostOfVeryFrequentFlushes) {
+  auto sink = std::make_unique<MemoryByteSink>();
+  ParquetOptions options;
+  options.row_group_size = 100;
+  auto writer = ParquetWriter::Make(ColumnSet(), options, std::move(sink));
+  ASSERT_TRUE(writer);
+  for (int i = 0; i < 1000; ++i) {
+    JsonObject row;
+    row["i"] = i;
+    ASSERT_TRUE((*writer)->Add(row));
+    if (i % 2 == 1) ASSERT_TRUE((*writer)->Flush());
+  }
+  ASSERT_TRUE((*writer)->Finish());
+  // 2 + 4 + ... + 2m > 1600 first at m = 40: groups of 80 rows.
+  EXPECT_EQ((*writer)->row_group_count(), 13u);  // 12 of 80 rows, then 40
 }
 
 TEST(ParquetWriter, RejectsValuesThatDoNotFitTheirColumnAndStaysUsable) {

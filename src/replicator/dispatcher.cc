@@ -350,7 +350,26 @@ void Dispatcher::Route(LoggedChange logged) {
           continue;
         }
         data = std::move(*transformed);
-        if (before) before = destination.transform(*before);
+        if (before) {
+          // The previous version is only context: when the transform cannot take it (data
+          // that was valid then and is not now), the change goes out without `before` rather
+          // than to the dead-letter queue.
+          std::string problem;
+          try {
+            before = destination.transform(*before);
+          } catch (const std::exception& e) {
+            problem = e.what();
+          } catch (...) {
+            problem = "unknown exception";
+          }
+          if (!problem.empty()) {
+            before.reset();
+            context_.logger->warn(
+                "replicator {}: change {}: the transform for resource '{}' failed on the "
+                "previous version of the record ({}); the change is sent without 'before'",
+                config_.id, change.ChangeId(), change.resource, RedactSecrets(problem));
+          }
+        }
       } catch (const std::exception& e) {
         failure_reason = "transform_error";
         failure = "Transform function failed for resource '" + change.resource + "': " +

@@ -449,6 +449,36 @@ TEST_F(ReplicatorPluginTest, ThrowingTransformDeadLettersWithTheSpecMessage) {
   S3DB_EXPECT_OK(db_->Close());
 }
 
+TEST_F(ReplicatorPluginTest, AnUpdateIsSentWithoutBeforeWhenOnlyThePreviousVersionFailsTheTransform) {
+  // The previous version trips the transform; the new one is fine. The update is delivered
+  // (without `before`), not dead-lettered for what the record used to hold.
+  Resource& users = MakeResource("users");
+  Destination picky;
+  picky.transform = [](const JsonObject& data) -> std::optional<JsonObject> {
+    if (data.at("name").as_string() == "boom") throw std::runtime_error("no boom");
+    return data;
+  };
+  ReplicatorConfig config;
+  auto sink = TestReplicator(config, ResourceMapping().Add("users", picky), "crm");
+  auto options = FastOptions();
+  options.replicators.push_back(config);
+  S3DB_ASSERT_OK(Install(options));
+  ASSERT_TRUE(users.Insert(Obj(R"({"id": "r", "name": "boom"})")));
+  ASSERT_TRUE(users.Update("r", Obj(R"({"name": "fine"})")));
+  S3DB_ASSERT_OK(plugin_->WaitIdle(10s));
+
+  auto letters = plugin_->ListDeadLetters("crm");
+  ASSERT_TRUE(letters.has_value());
+  ASSERT_EQ(letters->size(), 1u) << "only the insert, whose own data fails";
+  EXPECT_EQ((*letters)[0].change.ChangeId(), "users:r:1");
+  auto delivered = sink->Delivered();
+  ASSERT_EQ(delivered.size(), 1u);
+  EXPECT_EQ(delivered[0].action, Action::kUpdate);
+  EXPECT_EQ(delivered[0].data.at("name").as_string(), "fine");
+  EXPECT_FALSE(delivered[0].before.has_value());
+  S3DB_EXPECT_OK(db_->Close());
+}
+
 TEST_F(ReplicatorPluginTest, ActionsListSkipsOtherActions) {
   Resource& users = MakeResource("users");
   Destination inserts_only;

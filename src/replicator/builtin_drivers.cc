@@ -30,18 +30,23 @@ void RegisterBuiltinDrivers() {
   RegisterS3dbDriver();
 #ifdef S3DB_HAS_POSTGRESQL_DRIVER
   RegisterPostgresqlDriver();
+  // The destination keys each driver reads from DeliveryItem::destination_options.
+  DeclareDestinationKeys("postgresql", {"table", "schema"});
+  DeclareDestinationKeys("postgres", {"table", "schema"});
 #endif
 #ifdef S3DB_HAS_WEBHOOK_DRIVER
   RegisterWebhookDriver();
 #endif
 #ifdef S3DB_HAS_SQS_DRIVER
   RegisterSqsDriver();
+  DeclareDestinationKeys("sqs", {"queueUrl"});
 #endif
 #ifdef S3DB_HAS_FILE_DRIVERS
   RegisterFileDrivers();
 #endif
 #ifdef S3DB_HAS_BIGQUERY_DRIVER
   RegisterBigqueryDriver();
+  DeclareDestinationKeys("bigquery", {"table", "dataset"});
 #endif
 }
 

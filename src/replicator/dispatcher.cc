@@ -283,20 +283,31 @@ void Dispatcher::Route(LoggedChange logged) {
     SettleEntry(sequence, "skipped");
     return;
   }
-  auto route = config_.routes.find(logged.change.resource);
-  if (route == config_.routes.end()) {
+  if (!Maps(logged.change.resource)) {
     SettleEntry(sequence, "skipped");
     return;
   }
-  auto& options = destination_options_.find(logged.change.resource)->second;
+  const std::vector<Destination>* destinations = nullptr;
+  const std::vector<JsonObject>* options = nullptr;
+  std::vector<Destination> same_name;  // every_resource: one destination of the same name
+  if (auto route = config_.routes.find(logged.change.resource); route != config_.routes.end()) {
+    destinations = &route->second;
+    options = &destination_options_.find(logged.change.resource)->second;
+  } else {
+    Destination destination;
+    destination.resource = logged.change.resource;
+    destination.actions = {Action::kInsert, Action::kUpdate, Action::kDelete};
+    same_name.push_back(std::move(destination));
+    destinations = &same_name;
+  }
   WindowEntry& entry = window_[sequence];
   entry.logged = std::move(logged);
   const Change& change = entry.logged.change;
   entry.open_items = 1;  // held until routing is done
   std::uint64_t filtered = 0;
 
-  for (std::size_t i = 0; i < route->second.size(); ++i) {
-    const Destination& destination = route->second[i];
+  for (std::size_t i = 0; i < destinations->size(); ++i) {
+    const Destination& destination = (*destinations)[i];
     const std::string& only = entry.logged.only_destination;
     if (!only.empty() && destination.resource != only) continue;
     if (std::find(destination.actions.begin(), destination.actions.end(), change.action) ==
@@ -315,7 +326,7 @@ void Dispatcher::Route(LoggedChange logged) {
     item.revision = change.revision;
     item.action = change.action;
     item.timestamp_ms = change.timestamp_ms;
-    item.destination_options = &options[i];
+    item.destination_options = options ? &(*options)[i] : &no_options_;
     work.key = ItemKey(i, change);
     work.destination_index = i;
 

@@ -48,6 +48,10 @@ struct DispatcherConfig {
   std::string id;
   std::string driver_name;
   Routes routes;
+  // No "resources" given: every resource but `excluded_resource` (the replicator log), to the
+  // same name with every action; `routes` is empty then.
+  bool every_resource = false;
+  std::string excluded_resource;
   bool enabled = true;
   std::unique_ptr<Driver> driver;
 };
@@ -76,7 +80,11 @@ class Dispatcher {
   const std::string& id() const { return config_.id; }
   const std::string& driver_name() const { return config_.driver_name; }
   const Routes& routes() const { return config_.routes; }
-  bool Maps(std::string_view resource) const { return config_.routes.count(resource) > 0; }
+  bool every_resource() const { return config_.every_resource; }
+  bool Maps(std::string_view resource) const {
+    if (config_.every_resource) return resource != config_.excluded_resource;
+    return config_.routes.count(resource) > 0;
+  }
 
   // New changes are in the log.
   void Notify();
@@ -152,6 +160,7 @@ class Dispatcher {
   std::size_t max_window_;
   // Per source resource and destination: the options given to the driver (never changed).
   std::map<std::string, std::vector<JsonObject>, std::less<>> destination_options_;
+  const JsonObject no_options_;  // for every_resource destinations
 
   // Dispatcher thread only.
   std::uint64_t cursor_ = 0;  // last sequence read from the log

@@ -10,8 +10,9 @@ namespace s3db::replicator {
 namespace {
 
 struct Registry {
-  std::mutex mutex;  // guards factories
+  std::mutex mutex;  // guards factories and destination_keys
   std::map<std::string, DriverFactory, std::less<>> factories;
+  std::map<std::string, std::vector<std::string>, std::less<>> destination_keys;
 };
 
 Registry& GetRegistry() {
@@ -57,6 +58,22 @@ std::vector<std::string> RegisteredDrivers() {
   std::vector<std::string> names;
   for (const auto& [name, factory] : registry.factories) names.push_back(name);
   return names;
+}
+
+void DeclareDestinationKeys(std::string driver, std::vector<std::string> keys) {
+  EnsureBuiltinDrivers();
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  registry.destination_keys[std::move(driver)] = std::move(keys);
+}
+
+std::vector<std::string> DestinationKeys(std::string_view driver) {
+  EnsureBuiltinDrivers();
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  auto it = registry.destination_keys.find(driver);
+  if (it == registry.destination_keys.end()) return {};
+  return it->second;
 }
 
 }  // namespace s3db::replicator

@@ -51,11 +51,15 @@ std::string JoinNames(const std::vector<std::string>& names) {
   return out.empty() ? "none" : out;
 }
 
+std::string UnknownDriverMessage(const std::string& driver) {
+  return "unknown driver '" + driver + "' (known: " + JoinNames(RegisteredDrivers()) + ")";
+}
+
 Result<ReplicatorConfig> ParseReplicator(const Json& value, const std::string& path,
                                          const MappingFunctions* functions) {
   if (!value.is_object()) return Invalid(path, "expected an object {driver, resources, config}");
   ReplicatorConfig replicator;
-  bool has_resources = false;
+  const Json* resources = nullptr;
   for (const auto& [key, field] : value.get_object()) {
     std::string field_path = path + "." + std::string(key);
     if (key == "id") {
@@ -63,9 +67,7 @@ Result<ReplicatorConfig> ParseReplicator(const Json& value, const std::string& p
     } else if (key == "driver") {
       S3DB_ASSIGN_OR_RETURN(replicator.driver, GetString(field, field_path));
     } else if (key == "resources") {
-      S3DB_ASSIGN_OR_RETURN(replicator.resources,
-                            ResourceMapping::FromJson(field, field_path, functions));
-      has_resources = true;
+      resources = &field;  // parsed once the driver (and so its destination keys) is known
     } else if (key == "config") {
       if (!field.is_object()) return Invalid(field_path, "expected an object");
       replicator.config = field.get_object();
@@ -76,7 +78,15 @@ Result<ReplicatorConfig> ParseReplicator(const Json& value, const std::string& p
     }
   }
   if (replicator.driver.empty()) return Invalid(path + ".driver", "is required");
-  if (!has_resources) return Invalid(path + ".resources", "is required");
+  if (!internal::FindDriverByName(replicator.driver)) {
+    return Invalid(path + ".driver", UnknownDriverMessage(replicator.driver));
+  }
+  // Without "resources" the replicator takes every resource (ResourceMapping::every_resource).
+  if (resources) {
+    S3DB_ASSIGN_OR_RETURN(replicator.resources,
+                          ResourceMapping::FromJson(*resources, path + ".resources", functions,
+                                                    DestinationKeys(replicator.driver)));
+  }
   return replicator;
 }
 
@@ -164,16 +174,22 @@ Status ReplicatorPluginOptions::Validate() const {
     if (replicator.driver.empty()) return Invalid(path + ".driver", "is required");
     bool has_factory = static_cast<bool>(replicator.factory);
     if (!has_factory && !internal::FindDriverByName(replicator.driver)) {
-      return Invalid(path + ".driver", "unknown driver '" + replicator.driver + "' (known: " +
-                                           JoinNames(RegisteredDrivers()) + ")");
+      return Invalid(path + ".driver", UnknownDriverMessage(replicator.driver));
     }
     std::string id = internal::EffectiveId(replicator, i);
     if (!ids.insert(id).second) {
       return Invalid(path + ".id", "'" + id + "' is used by another replicator; ids are unique");
     }
+    if (replicator.resources.every_resource()) continue;
     if (replicator.resources.empty()) {
-      return Invalid(path + ".resources", "no resources; name at least one source resource");
+      return Invalid(path + ".resources",
+                     "no resources; name at least one source resource, or leave 'resources' "
+                     "out to replicate every resource");
     }
+    std::vector<std::string> keys = DestinationKeys(replicator.driver);
+    keys.insert(keys.end(), replicator.destination_keys.begin(),
+                replicator.destination_keys.end());
+    S3DB_RETURN_IF_ERROR(replicator.resources.CheckDestinationKeys(path + ".resources", keys));
     auto normalized = replicator.resources.Normalize(path + ".resources");
     if (!normalized) return tl::unexpected(normalized.error());
   }

@@ -99,7 +99,13 @@ class Engine {
       const ReplicatorConfig& replicator = options_.replicators[i];
       std::string path = "replicators[" + std::to_string(i) + "]";
       std::string id = EffectiveId(replicator, i);
-      S3DB_ASSIGN_OR_RETURN(Routes routes, replicator.resources.Normalize(path + ".resources"));
+      const bool every_resource = replicator.resources.every_resource();
+      Routes routes;
+      if (every_resource) {
+        every_resource_ = true;
+      } else {
+        S3DB_ASSIGN_OR_RETURN(routes, replicator.resources.Normalize(path + ".resources"));
+      }
       for (const auto& [source, destinations] : routes) mapped_resources_.insert(source);
 
       DriverContext driver_context;
@@ -149,6 +155,8 @@ class Engine {
       config.id = id;
       config.driver_name = replicator.driver;
       config.routes = std::move(routes);
+      config.every_resource = every_resource;
+      config.excluded_resource = options_.replicator_log_resource;
       config.enabled = replicator.enabled;
       config.driver = std::move(*driver);
       dispatchers_.push_back(std::make_unique<Dispatcher>(std::move(config), context_,
@@ -160,6 +168,7 @@ class Engine {
   Status Start() {
     if (!log_ || started_) return Ok();
     S3DB_RETURN_IF_ERROR(ResolveIntents());
+    WarnAboutMissingSources();
     for (std::size_t i = 0; i < dispatchers_.size(); ++i) {
       if (auto status = dispatchers_[i]->Start(); !status) {
         for (std::size_t j = 0; j < i; ++j) dispatchers_[j]->Stop();
@@ -194,9 +203,48 @@ class Engine {
     return closed;
   }
 
-  bool Records(const Change& change) const {
-    return log_ && change.resource != options_.replicator_log_resource &&
-           mapped_resources_.count(change.resource) > 0;
+  // Whether some replicator takes changes of this resource.
+  bool Mapped(std::string_view resource) const {
+    if (resource == options_.replicator_log_resource) return false;
+    return every_resource_ || mapped_resources_.count(resource) > 0;
+  }
+
+  bool Records(const Change& change) const { return log_ && Mapped(change.resource); }
+
+  // The source resources a replicator reads now: its mapping's, or (no "resources" given)
+  // every resource of the database but the replicator log.
+  std::vector<std::string> SourcesOf(const Dispatcher& dispatcher) const {
+    std::vector<std::string> sources;
+    if (dispatcher.every_resource()) {
+      for (std::string& name : database_->ListResources()) {
+        if (name != options_.replicator_log_resource) sources.push_back(std::move(name));
+      }
+      return sources;
+    }
+    for (const auto& [source, destinations] : dispatcher.routes()) sources.push_back(source);
+    return sources;
+  }
+
+  // A mapped source resource that does not exist yet is not an error (it may be created
+  // later), but often a misspelling: log a warning and emit "replicator_warning".
+  void WarnAboutMissingSources() {
+    for (const auto& dispatcher : dispatchers_) {
+      if (dispatcher->every_resource()) continue;
+      for (const auto& [source, destinations] : dispatcher->routes()) {
+        if (database_->FindResource(source)) continue;
+        std::string message = "source resource '" + source + "' does not exist (yet); its "
+                              "changes are replicated once it is created. Check the name in "
+                              "the replicator's resources if that is not expected.";
+        ReplicatorLogger()->warn("replicator {}: {}", dispatcher->id(), message);
+        JsonObject event;
+        event["replicator"] = dispatcher->id();
+        event["driver"] = dispatcher->driver_name();
+        event["resource"] = source;
+        event["warning"] = "missing_resource";
+        event["message"] = message;
+        events_.Emit("replicator_warning", Json(std::move(event)));
+      }
+    }
   }
 
   Status OnPrepare(const Change& change) {
@@ -308,8 +356,7 @@ class Engine {
 
   Status OnChange(const Change& change) {
     if (!log_) return Ok();
-    if (change.resource == options_.replicator_log_resource) return Ok();
-    if (!mapped_resources_.count(change.resource)) return Ok();
+    if (!Mapped(change.resource)) return Ok();
     if (stopped_.load()) {
       return MakeError(ErrorCode::kUnavailable,
                        "the replicator plugin is stopped; change " + change.ChangeId() +
@@ -342,9 +389,7 @@ class Engine {
       info.driver = dispatcher->driver_name();
       info.enabled = dispatcher->enabled();
       info.state = dispatcher->State();
-      for (const auto& [source, destinations] : dispatcher->routes()) {
-        info.resources.push_back(source);
-      }
+      info.resources = SourcesOf(*dispatcher);
       list.push_back(std::move(info));
     }
     return list;
@@ -381,8 +426,7 @@ class Engine {
         if (auto* v = object.if_contains("done")) all_queued = v->as_bool();
       }
     }
-    std::vector<std::string> resources;
-    for (const auto& [source, destinations] : dispatcher->routes()) resources.push_back(source);
+    std::vector<std::string> resources = SourcesOf(*dispatcher);
 
     std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // queued in this call
     auto report = [&](const std::string& resource, bool done) {
@@ -615,6 +659,7 @@ class Engine {
   EngineContext context_;
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;  // fixed after Install
   std::set<std::string, std::less<>> mapped_resources_;   // fixed after Install
+  bool every_resource_ = false;  // some replicator takes every resource; fixed after Install
   std::mutex intents_mutex_;                 // guards unresolved_intents_
   std::vector<Change> unresolved_intents_;   // left by a dead process, resolved at Start
   bool started_ = false;

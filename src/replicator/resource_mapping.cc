@@ -1,6 +1,8 @@
 // ResourceMapping: parses every "resources" syntax of the spec and normalizes it to
 // source resource -> destinations.
 #include <algorithm>
+#include <cctype>
+#include <iterator>
 
 #include "s3db/replicator/replicator_plugin.h"
 
@@ -53,8 +55,56 @@ Result<std::vector<Action>> ParseActions(const Json& value, const std::string& p
   return actions;
 }
 
+constexpr const char* kEngineKeys[] = {"resource", "transform", "actions", "shouldReplicate"};
+
+std::size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                  std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown key; expected one of resource, table, transform, actions, shouldReplicate (did you
+// mean 'transform'?)"
+std::string UnknownKeyMessage(std::string_view key, const std::vector<std::string>& driver_keys,
+                              std::string_view driver_note) {
+  std::vector<std::string> known = {kEngineKeys[0]};
+  known.insert(known.end(), driver_keys.begin(), driver_keys.end());
+  known.insert(known.end(), std::begin(kEngineKeys) + 1, std::end(kEngineKeys));
+  std::string message = "unknown key; expected one of ";
+  std::string best;
+  std::size_t best_distance = 3;  // suggest only close names
+  for (std::size_t i = 0; i < known.size(); ++i) {
+    if (i) message += ", ";
+    message += known[i];
+    std::size_t distance = EditDistance(key, known[i]);
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = known[i];
+    }
+  }
+  message += driver_note;
+  if (!best.empty()) message += " (did you mean '" + best + "'?)";
+  return message;
+}
+
+bool IsDriverKey(std::string_view key, const std::vector<std::string>& driver_keys) {
+  return std::find(driver_keys.begin(), driver_keys.end(), key) != driver_keys.end();
+}
+
 Result<Destination> ParseDestinationObject(const JsonObject& object, const std::string& path,
-                                           const MappingFunctions* functions) {
+                                           const MappingFunctions* functions,
+                                           const std::vector<std::string>& driver_keys) {
   Destination destination;
   for (const auto& [key, value] : object) {
     std::string key_path = path + "." + std::string(key);
@@ -80,8 +130,10 @@ Result<Destination> ParseDestinationObject(const JsonObject& object, const std::
       }
       S3DB_ASSIGN_OR_RETURN(destination.should_replicate,
                             functions->compile_should_replicate(value, key_path));
+    } else if (IsDriverKey(key, driver_keys)) {
+      destination.options[key] = value;  // declared by the driver ("table", ...)
     } else {
-      destination.options[key] = value;  // driver-specific ("table", ...)
+      return Invalid(key_path, UnknownKeyMessage(key, driver_keys, ""));
     }
   }
   return destination;
@@ -102,11 +154,13 @@ Result<Transform> CompileFunctionOnly(const MappingFunctions* functions, const J
 }  // namespace
 
 ResourceMapping& ResourceMapping::Add(std::string source) {
+  given_ = true;
   entries_.emplace_back(std::move(source), Destination{});
   return *this;
 }
 
 ResourceMapping& ResourceMapping::Add(std::string source, std::string destination_resource) {
+  given_ = true;
   Destination destination;
   destination.resource = std::move(destination_resource);
   entries_.emplace_back(std::move(source), std::move(destination));
@@ -114,11 +168,13 @@ ResourceMapping& ResourceMapping::Add(std::string source, std::string destinatio
 }
 
 ResourceMapping& ResourceMapping::Add(std::string source, Destination destination) {
+  given_ = true;
   entries_.emplace_back(std::move(source), std::move(destination));
   return *this;
 }
 
 ResourceMapping& ResourceMapping::Add(std::string source, Transform transform) {
+  given_ = true;
   Destination destination;
   destination.transform = std::move(transform);
   entries_.emplace_back(std::move(source), std::move(destination));
@@ -126,10 +182,15 @@ ResourceMapping& ResourceMapping::Add(std::string source, Transform transform) {
 }
 
 Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::string& path,
-                                                  const MappingFunctions* functions) {
+                                                  const MappingFunctions* functions,
+                                                  const std::vector<std::string>& driver_keys) {
   ResourceMapping mapping;
+  mapping.given_ = true;
   if (value.is_array()) {  // 1. ["users", "orders"]
     const auto& array = value.get_array();
+    if (array.empty()) {
+      return Invalid(path, "is empty; leave 'resources' out to replicate every resource");
+    }
     for (std::size_t i = 0; i < array.size(); ++i) {
       if (!array[i].is_string() || array[i].get_string().empty()) {
         return Invalid(path + "[" + std::to_string(i) + "]",
@@ -144,6 +205,9 @@ Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::
                          "source resource to its destinations, got " + KindOf(value));
   }
 
+  if (value.get_object().empty()) {
+    return Invalid(path, "is empty; leave 'resources' out to replicate every resource");
+  }
   for (const auto& [key, destination_value] : value.get_object()) {
     std::string source(key);
     std::string source_path = path + "." + source;
@@ -163,7 +227,8 @@ Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::
     } else if (destination_value.is_object()) {  // 3. {resource, transform, actions, ...}
       S3DB_ASSIGN_OR_RETURN(
           Destination destination,
-          ParseDestinationObject(destination_value.get_object(), source_path, functions));
+          ParseDestinationObject(destination_value.get_object(), source_path, functions,
+                                 driver_keys));
       mapping.Add(source, std::move(destination));
     } else if (destination_value.is_array()) {  // 5. several destinations
       const auto& array = destination_value.get_array();
@@ -179,7 +244,8 @@ Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::
           mapping.Add(source, std::string(item.get_string()));
         } else if (item.is_object()) {
           S3DB_ASSIGN_OR_RETURN(Destination destination,
-                                ParseDestinationObject(item.get_object(), item_path, functions));
+                                ParseDestinationObject(item.get_object(), item_path, functions,
+                                                       driver_keys));
           mapping.Add(source, std::move(destination));
         } else {
           return Invalid(item_path, "expected a destination resource name or an object, got " +
@@ -193,6 +259,18 @@ Result<ResourceMapping> ResourceMapping::FromJson(const Json& value, const std::
     }
   }
   return mapping;
+}
+
+Status ResourceMapping::CheckDestinationKeys(const std::string& path,
+                                             const std::vector<std::string>& driver_keys) const {
+  for (const auto& [source, destination] : entries_) {
+    for (const auto& [key, value] : destination.options) {
+      if (IsDriverKey(key, driver_keys)) continue;
+      return Invalid(path + "." + source + "." + std::string(key),
+                     UnknownKeyMessage(key, driver_keys, " (Destination::options)"));
+    }
+  }
+  return Ok();
 }
 
 Result<std::map<std::string, std::vector<Destination>, std::less<>>> ResourceMapping::Normalize(

@@ -15,8 +15,9 @@ Json Parse(std::string_view text) {
   return value ? *value : Json();
 }
 
-std::map<std::string, std::vector<Destination>, std::less<>> Normalized(std::string_view json) {
-  auto mapping = ResourceMapping::FromJson(Parse(json));
+std::map<std::string, std::vector<Destination>, std::less<>> Normalized(
+    std::string_view json, const std::vector<std::string>& driver_keys = {}) {
+  auto mapping = ResourceMapping::FromJson(Parse(json), "resources", nullptr, driver_keys);
   EXPECT_TRUE(mapping.has_value()) << (mapping ? "" : mapping.error().message);
   auto normalized = mapping->Normalize();
   EXPECT_TRUE(normalized.has_value());
@@ -52,7 +53,8 @@ TEST(ResourceMapping, TrueKeepsTheNameAndEveryAction) {
 
 TEST(ResourceMapping, ObjectFormKeepsResourceActionsAndDriverOptions) {
   auto routes = Normalized(
-      R"({"users": {"resource": "people", "actions": ["insert", "update"], "table": "t1"}})");
+      R"({"users": {"resource": "people", "actions": ["insert", "update"], "table": "t1"}})",
+      {"table"});
   const Destination& destination = routes["users"][0];
   EXPECT_EQ(destination.resource, "people");
   EXPECT_EQ(destination.actions, (std::vector<Action>{Action::kInsert, Action::kUpdate}));
@@ -228,10 +230,12 @@ TEST(ReplicatorPluginOptions, ErrorsNameTheOption) {
   ASSERT_FALSE(duplicate.has_value());
   EXPECT_NE(duplicate.error().message.find("replicators[1].id"), std::string::npos);
 
-  auto no_resources = ReplicatorPluginOptions::FromJson(
-      Parse(R"({"replicators": [{"driver": "test"}]})").as_object());
-  ASSERT_FALSE(no_resources.has_value());
-  EXPECT_EQ(no_resources.error().message, "replicators[0].resources: is required");
+  auto empty_resources = ReplicatorPluginOptions::FromJson(
+      Parse(R"({"replicators": [{"driver": "test", "resources": []}]})").as_object());
+  ASSERT_FALSE(empty_resources.has_value());
+  EXPECT_EQ(empty_resources.error().message,
+            "replicators[0].resources: is empty; leave 'resources' out to replicate every "
+            "resource");
 
   auto fsync = ReplicatorPluginOptions::FromJson(Parse(R"({"fsync": "sometimes"})").as_object());
   ASSERT_FALSE(fsync.has_value());

@@ -141,4 +141,13 @@ void RegisterDriver(std::string name, DriverFactory factory);
 std::optional<DriverFactory> FindDriver(std::string_view name);
 std::vector<std::string> RegisteredDrivers();
 
+// The keys a destination object in a replicator's "resources" may carry for this driver,
+// besides the engine's own (resource, transform, actions, shouldReplicate): "table" and
+// "schema" for postgresql, for instance. They reach the driver as
+// DeliveryItem::destination_options. Any other key is refused at start with an error naming
+// its path, so that a misspelt "tranform" never passes silently. Declarations replace earlier
+// ones; a driver that declares nothing accepts only the engine's keys.
+void DeclareDestinationKeys(std::string driver, std::vector<std::string> keys);
+std::vector<std::string> DestinationKeys(std::string_view driver);
+
 }  // namespace s3db::replicator

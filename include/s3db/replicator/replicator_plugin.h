@@ -77,16 +77,21 @@ struct MappingFunctions {
 //   {"users": f}                                          4. function-only transform (C++)
 //   {"users": ["people", {"resource": "audit", ...}]}     5. several destinations
 //   {"users": true}                                       6. same name, everything
-// Other keys of a destination object ("table", ...) are kept in Destination::options.
-// Functions come from the C++ builders or from MappingFunctions.
+// A destination object may also carry the keys its driver declares (DeclareDestinationKeys:
+// "table" for postgresql, ...); they are kept in Destination::options. Any other key is an
+// error naming its path. Functions come from the C++ builders or from MappingFunctions.
 class ResourceMapping {
  public:
   ResourceMapping() = default;
 
   // Parses the JSON form. `path` prefixes error messages, e.g.
   // "replicators[1].resources.users[2].actions: unknown action 'upsert'" (kInvalidArgument).
+  // `driver_keys`: the destination keys the driver accepts besides the engine's (see
+  // DestinationKeys); any other key fails, e.g. "resources.users.tranform: unknown key;
+  // expected one of resource, transform, actions, shouldReplicate (did you mean 'transform'?)".
   static Result<ResourceMapping> FromJson(const Json& value, const std::string& path = "resources",
-                                          const MappingFunctions* functions = nullptr);
+                                          const MappingFunctions* functions = nullptr,
+                                          const std::vector<std::string>& driver_keys = {});
 
   // Builders. Repeat Add for the same source to get several destinations.
   ResourceMapping& Add(std::string source);                  // same name, everything
@@ -95,6 +100,15 @@ class ResourceMapping {
   ResourceMapping& Add(std::string source, Transform transform);  // function-only
 
   bool empty() const { return entries_.empty(); }
+  // True for a mapping that was never given (default-constructed, no Add, no FromJson): the
+  // replicator then replicates every resource of the database, including resources created
+  // later, except the replicator log resource, each to the same name with every action.
+  bool every_resource() const { return !given_; }
+
+  // Checks that every destination's options are among the engine's keys and `driver_keys`.
+  // Errors (kInvalidArgument) name `path`, the source resource and the key.
+  Status CheckDestinationKeys(const std::string& path,
+                              const std::vector<std::string>& driver_keys) const;
 
   // Source resource -> its destinations, with defaults filled in (empty destination resource
   // becomes the source name, empty actions become all three). Errors (kInvalidArgument) name
@@ -104,13 +118,14 @@ class ResourceMapping {
 
  private:
   std::vector<std::pair<std::string, Destination>> entries_;  // in the order given
+  bool given_ = false;  // FromJson or Add was called
 };
 
 // One configured target.
 struct ReplicatorConfig {
   std::string id;          // empty = "<driver>-<index>" (index in the replicators array)
   std::string driver;      // a registered driver name: "s3db", "webhook", "postgresql", ...
-  ResourceMapping resources;
+  ResourceMapping resources;  // left as is (never given): every resource of the database
   JsonObject config;       // the driver's options, as in the spec
   bool enabled = true;     // false: configured but not running until EnableReplicator
 
@@ -120,6 +135,9 @@ struct ReplicatorConfig {
   // C++ only: builds the driver instead of the registry entry named by `driver` (which is
   // still used in ids, events and logs). Lets a program plug in its own target.
   DriverFactory factory;
+  // C++ only: destination keys accepted besides those the driver name declares
+  // (DestinationKeys), for a custom factory that reads Destination::options.
+  std::vector<std::string> destination_keys;
 };
 
 struct ReplicatorPluginOptions {
@@ -245,7 +263,9 @@ class Engine;
 }
 
 // Plugin events (On): "replicated", "replicator_error", "replicator_log_error",
-// "replicator_log_resource_creation_error", "replicator_cleanup_error". Database events
+// "replicator_log_resource_creation_error", "replicator_cleanup_error", and
+// "replicator_warning" ({replicator, driver, resource, warning: "missing_resource", message}:
+// a mapped source resource does not exist at Start). Database events
 // (Database::Emit): "replicator:success" and "replicator:error". Payloads are JSON objects
 // with: replicator, driver, resource (and resourceName), destination, action (and
 // operation), recordId, changeId, sequence, attempt, durationMs, and on failures error (a

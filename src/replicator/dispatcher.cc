@@ -127,8 +127,86 @@ Status Dispatcher::Start() {
   if (state_.load() != static_cast<int>(ReplicatorState::kPaused)) {
     state_.store(static_cast<int>(ReplicatorState::kRunning));
   }
+  {
+    std::lock_guard lock(call_.mutex);
+    call_.quit = false;
+  }
+  if (!caller_.joinable()) caller_ = std::thread([this] { CallerLoop(); });
   thread_ = std::thread([this] { Run(); });
   return Ok();
+}
+
+void Dispatcher::CallerLoop() {
+  std::unique_lock lock(call_.mutex);
+  while (true) {
+    call_.changed.wait(lock, [&] { return (call_.has_job && !call_.done) || call_.quit; });
+    if (call_.quit && !call_.has_job) return;
+    const std::chrono::milliseconds timeout = call_.timeout;
+    lock.unlock();
+    // The dispatcher does not touch call_.batch while has_job is set, and only reads it when it
+    // gives up on the call, so the driver may read it without the lock.
+    std::vector<DeliveryResult> results;
+    try {
+      results = config_.driver->Deliver(std::span<const DeliveryItem>(call_.batch), timeout);
+    } catch (const std::exception& e) {
+      results.assign(call_.batch.size(),
+                     DeliveryResult::Retryable("driver " + config_.driver_name +
+                                               " threw: " + e.what()));
+    } catch (...) {
+      results.assign(call_.batch.size(),
+                     DeliveryResult::Retryable("driver " + config_.driver_name +
+                                               " threw an unknown exception"));
+    }
+    lock.lock();
+    call_.results = std::move(results);
+    call_.done = true;
+    call_.has_job = false;
+    call_.changed.notify_all();
+    lock.unlock();
+    Notify();  // a dispatcher waiting for an abandoned call carries on
+    lock.lock();
+  }
+}
+
+std::optional<std::vector<DeliveryResult>> Dispatcher::CallDriver(
+    std::vector<DeliveryItem>& batch, std::chrono::milliseconds timeout) {
+  // A driver that honours its timeout answers right at it; give its answer a moment to arrive
+  // before the engine gives up.
+  const auto grace = std::clamp(timeout / 10, std::chrono::milliseconds(20),
+                                std::chrono::milliseconds(1000));
+  std::unique_lock lock(call_.mutex);
+  call_.batch = std::move(batch);
+  call_.timeout = timeout;
+  call_.done = false;
+  call_.results.clear();
+  call_.has_job = true;
+  call_.changed.notify_all();
+  if (call_.changed.wait_for(lock, timeout + grace, [&] { return call_.done; })) {
+    call_.done = false;
+    batch = std::move(call_.batch);
+    call_.batch.clear();
+    return std::move(call_.results);
+  }
+  batch = call_.batch;  // a copy: the driver still reads the original
+  call_abandoned_ = true;
+  call_started_ = Clock::now() - timeout - grace;
+  return std::nullopt;
+}
+
+bool Dispatcher::CollectAbandonedCall(Clock::time_point until) {
+  if (!call_abandoned_) return true;
+  std::unique_lock lock(call_.mutex);
+  call_.changed.wait_until(lock, until, [&] { return call_.done; });
+  if (!call_.done) return false;
+  call_.done = false;
+  call_.batch.clear();
+  call_.results.clear();
+  call_abandoned_ = false;
+  lock.unlock();
+  context_.logger->info("replicator {}: a timed-out driver call returned after {:.0f} ms; its "
+                        "changes were already counted as failed and are retried",
+                        config_.id, Milliseconds(Clock::now() - call_started_));
+  return true;
 }
 
 void Dispatcher::Stop() {
@@ -140,6 +218,12 @@ void Dispatcher::Stop() {
   wake_.notify_all();
   settled_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(call_.mutex);
+    call_.quit = true;
+  }
+  call_.changed.notify_all();
+  if (caller_.joinable()) caller_.join();
 }
 
 void Dispatcher::SetEnabled(bool enabled) {
@@ -194,6 +278,19 @@ void Dispatcher::Run() {
       continue;
     }
     if (!driver_started_ && !StartDriver()) continue;
+    if (call_abandoned_ && !CollectAbandonedCall(now)) {
+      // A driver call that exceeded the timeout has not returned yet: the driver gets no other
+      // call (no delivery, no flush) until it does; routing goes on.
+      {
+        std::lock_guard lock(stats_mutex_);
+        pause_reason_ = "timeout";
+      }
+      state_.store(static_cast<int>(ReplicatorState::kPaused));
+      FillWindow();
+      UpdateSettledThrough();
+      WaitForWork(now + kIdleWait);
+      continue;
+    }
     state_.store(static_cast<int>(ReplicatorState::kRunning));
 
     // Dead letters that could not be saved earlier hold their changes open.
@@ -244,6 +341,12 @@ void Dispatcher::Run() {
     DeliverBatch();
     UpdateSettledThrough();
     MaybeCheckpoint(FlushEvery(*config_.driver, kBusyCheckpointInterval));
+  }
+  if (call_abandoned_) {
+    context_.logger->warn("replicator {}: stopping waits for a driver call that exceeded the "
+                          "{} ms timeout to return",
+                          config_.id, context_.options->timeout_ms);
+    CollectAbandonedCall(Clock::time_point::max());
   }
   UpdateSettledThrough();
   MaybeCheckpoint(Clock::duration::zero());
@@ -485,19 +588,27 @@ void Dispatcher::DeliverBatch() {
 
   const auto timeout = std::chrono::milliseconds(context_.options->timeout_ms);
   const auto started = Clock::now();
-  std::vector<DeliveryResult> results =
-      config_.driver->Deliver(std::span<const DeliveryItem>(batch), timeout);
+  std::optional<std::vector<DeliveryResult>> answered = CallDriver(batch, timeout);
   const auto now = Clock::now();
   const double duration_ms = Milliseconds(now - started);
+  std::vector<DeliveryResult> results;
+  if (!answered) {
+    // Every change of the batch failed this attempt; the retry goes out once the driver's
+    // call has returned. A target that is idempotent per revision (s3db, postgresql) ignores
+    // what the late call may still write twice.
+    std::string error = "driver " + config_.driver_name + " did not answer within the " +
+                        std::to_string(context_.options->timeout_ms) +
+                        " ms timeout; the attempt counts as failed and is retried";
+    context_.logger->warn("replicator {}: {}", config_.id, error);
+    results.assign(batch.size(), DeliveryResult::Retryable(error));
+  } else {
+    results = std::move(*answered);
+  }
   if (results.size() != batch.size()) {
     std::string error = "driver " + config_.driver_name + " returned " +
                         std::to_string(results.size()) + " results for " +
                         std::to_string(batch.size()) + " changes";
     results.assign(batch.size(), DeliveryResult::Retryable(error));
-  }
-  if (now - started > timeout) {
-    context_.logger->warn("replicator {}: a delivery took {:.0f} ms, over the {} ms timeout",
-                          config_.id, duration_ms, context_.options->timeout_ms);
   }
 
   bool any_delivered = false;
@@ -689,6 +800,7 @@ void Dispatcher::UpdateSettledThrough() {
 }
 
 void Dispatcher::MaybeCheckpoint(Clock::duration min_interval) {
+  if (call_abandoned_) return;  // no Flush while the driver is still in a call
   std::uint64_t candidate = settled_through_.load();
   if (candidate <= persisted_checkpoint_.load()) return;
   auto now = Clock::now();

@@ -154,8 +154,36 @@ class Dispatcher {
   void LogEntry(const DeliveryItem& item, std::string status, std::string error, int attempts,
                 bool dead_lettered);
 
+  // The driver call of one batch runs on caller_, so that the dispatcher can give up on it
+  // when it exceeds the `timeout` option: the attempt then counts as failed (retryable) and
+  // the dispatcher carries on (routing, stats, events, stop). The driver gets one call at a
+  // time: the next batch waits until the abandoned call has returned.
+  struct DriverCall {
+    std::mutex mutex;  // guards every member below; pairs with changed
+    std::condition_variable changed;
+    bool has_job = false;  // a call is queued or running
+    bool done = false;     // results are ready
+    bool quit = false;
+    std::vector<DeliveryItem> batch;  // read by the driver while the call runs
+    std::chrono::milliseconds timeout{0};
+    std::vector<DeliveryResult> results;
+  };
+  void CallerLoop();
+  // Runs the batch through the driver and returns its results, or nullopt when the call did
+  // not return within `timeout` (+ a short grace for the driver's own timeout answer). The
+  // batch is handed back in both cases.
+  std::optional<std::vector<DeliveryResult>> CallDriver(std::vector<DeliveryItem>& batch,
+                                                        std::chrono::milliseconds timeout);
+  // True when no abandoned call is running any more (its late answer is dropped); waits for
+  // it until `until`.
+  bool CollectAbandonedCall(Clock::time_point until);
+
   DispatcherConfig config_;
   EngineContext context_;
+  DriverCall call_;
+  std::thread caller_;
+  bool call_abandoned_ = false;  // dispatcher thread only: a timed-out call is still running
+  Clock::time_point call_started_{};  // dispatcher thread only: start of that call
   std::size_t batch_size_;
   std::size_t max_window_;
   // Per source resource and destination: the options given to the driver (never changed).

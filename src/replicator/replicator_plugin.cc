@@ -75,10 +75,27 @@ class Engine {
 
     std::string state_dir = options_.state_dir.empty() ? database.state_dir() : options_.state_dir;
     S3DB_ASSIGN_OR_RETURN(FsyncPolicy fsync, ParseFsyncPolicy(options_.fsync));
-    SqliteChangeLogOptions log_options;
-    log_options.path = (std::filesystem::path(state_dir) / "replicator" / "changes.db").string();
-    log_options.fsync = fsync;
-    S3DB_ASSIGN_OR_RETURN(log_, OpenSqliteChangeLog(log_options));
+    ChangeLogContext log_context;
+    log_context.state_dir = state_dir;
+    log_context.path = (std::filesystem::path(state_dir) / "replicator" / "changes.db").string();
+    log_context.fsync = fsync;
+    if (options_.change_log) {
+      auto opened = options_.change_log(log_context);
+      if (!opened) {
+        return MakeError(opened.error().code,
+                         "replicator: the change log factory failed: " + opened.error().message);
+      }
+      if (!*opened) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "replicator: the change log factory returned no change log");
+      }
+      log_ = std::move(*opened);
+    } else {
+      SqliteChangeLogOptions log_options;
+      log_options.path = log_context.path;
+      log_options.fsync = fsync;
+      S3DB_ASSIGN_OR_RETURN(log_, OpenSqliteChangeLog(log_options));
+    }
 
     if (options_.persist_replicator_log) {
       log_writer_ = std::make_unique<ReplicatorLogWriter>(

@@ -33,6 +33,12 @@
 
 namespace s3db::replicator {
 
+class ChangeLog;          // s3db/replicator/change_log.h
+struct ChangeLogContext;  // s3db/replicator/change_log.h
+// Opens the change log the plugin uses instead of the SQLite one (see change_log.h).
+using ChangeLogFactory =
+    std::function<Result<std::unique_ptr<ChangeLog>>(const ChangeLogContext& context)>;
+
 // Transforms the record before delivery. Returning std::nullopt skips the change for this
 // destination (counted as filtered, never delivered). An exception thrown by the function
 // sends the change to the dead-letter queue with the error
@@ -163,6 +169,11 @@ struct ReplicatorPluginOptions {
                                 // unauthorized), so catching up after an outage takes seconds
   std::string state_dir;        // empty = Database::state_dir(); the log is
                                 // <state_dir>/replicator/changes.db
+
+  // C++ only: opens the change log at Install instead of the SQLite one at
+  // <state_dir>/replicator/changes.db, e.g. NewMemoryChangeLog() or a clustered log. Empty =
+  // SQLite. The log must keep the ChangeLog contract (durability is the factory's choice).
+  ChangeLogFactory change_log;
 
   // Parses the spec's option names (enabled, replicators, verbose, persistReplicatorLog,
   // replicatorLogResource, logErrors, batchSize, maxRetries, timeout; per replicator id,

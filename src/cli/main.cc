@@ -10,8 +10,10 @@
 #include <atomic>
 #include <cmath>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +118,22 @@ ErrorCode ErrorCodeFromName(std::string_view name) {
   return ErrorCode::kInternal;
 }
 
+// "cannot read 'x.json': No such file or directory"
+std::string CannotRead(const std::string& path, int error) {
+  std::string reason;
+  std::error_code ec;
+  if (error != 0) {
+    reason = std::strerror(error);
+  } else if (!std::filesystem::exists(path, ec)) {
+    reason = std::strerror(ENOENT);
+  } else if (std::filesystem::is_directory(path, ec)) {
+    reason = std::strerror(EISDIR);
+  } else {
+    reason = "cannot be opened";
+  }
+  return "cannot read '" + path + "': " + reason;
+}
+
 Result<std::string> ReadAll(const std::string& path) {
   if (path == "-") {
     std::ostringstream text;
@@ -123,7 +141,7 @@ Result<std::string> ReadAll(const std::string& path) {
     return text.str();
   }
   std::ifstream file(path, std::ios::binary);
-  if (!file) return MakeError(ErrorCode::kNotFound, "cannot read '" + path + "'");
+  if (!file) return MakeError(ErrorCode::kNotFound, CannotRead(path, errno));
   std::ostringstream text;
   text << file.rdbuf();
   return text.str();
@@ -344,7 +362,16 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
     auto installed = session->database->UsePlugin(session->plugin);
     if (!installed) {
       session->plugin.reset();
-      std::string message = installed.error().message;
+      const std::string& message = installed.error().message;
+      // The engine's messages start with the option path ("replicators[0].config.schema: …"):
+      // point at its line in the YAML.
+      std::size_t separator = message.find(": ");
+      std::string path = separator == std::string::npos ? "" : message.substr(0, separator);
+      if (path.rfind("replicators[", 0) == 0 && path.find(' ') == std::string::npos) {
+        return MakeError(installed.error().code,
+                         config->Locate("replicator." + path, "cannot start the replicator: " +
+                                                                  message.substr(separator + 2)));
+      }
       return MakeError(installed.error().code,
                        config->Locate("replicator", "cannot start the replicator: " + message));
     }
@@ -666,8 +693,12 @@ int Import(const GlobalOptions& global, const ImportCommand& command) {
   std::istream* input = &std::cin;
   std::uint64_t total_bytes = 0;
   if (command.file != "-") {
+    errno = 0;
     file.open(command.file, std::ios::binary);
-    if (!file) return Fail("cannot read '" + command.file + "'");
+    if (!file) return Fail(CannotRead(command.file, errno));
+    if (std::error_code ec; std::filesystem::is_directory(command.file, ec)) {
+      return Fail(CannotRead(command.file, EISDIR));
+    }
     input = &file;
     std::error_code ec;
     if (std::filesystem::is_regular_file(command.file, ec)) {
@@ -994,16 +1025,32 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
     return kExitOk;
   }
   if (action == "stats") {
+    // No `s3db run` owns this state: the counters of deliveries live in that process only.
+    // What the change log keeps (checkpoint, head, lag, dead letters) is real; the counters
+    // are null rather than a misleading 0.
+    PrintError("note: no `s3db run` is running for " + global.config_path +
+               ", so delivered/filtered/retried/failed/deadLettered are unknown (null) and "
+               "the state is this process's; checkpoint, head, lag and dead letters are read "
+               "from the change log in " + s.state_dir +
+               ". Live counters need a running `s3db run -c " + global.config_path + "`.");
+    std::vector<std::string> ids;
     if (!command.id.empty()) {
-      auto stats = plugin.GetReplicatorStats(command.id);
-      if (!stats) return Fail(stats.error());
-      PrintRedactedLine(ReplicatorStatsToJson(*stats));
-      return kExitOk;
+      ids.push_back(command.id);
+    } else {
+      for (const auto& info : plugin.ListReplicators()) ids.push_back(info.id);
     }
-    for (const auto& info : plugin.ListReplicators()) {
-      if (auto stats = plugin.GetReplicatorStats(info.id)) {
-        PrintRedactedLine(ReplicatorStatsToJson(*stats));
+    for (const std::string& id : ids) {
+      auto stats = plugin.GetReplicatorStats(id);
+      if (!stats) return Fail(stats.error());
+      Json out = ReplicatorStatsToJson(*stats);
+      JsonObject& object = out.get_object();
+      for (const char* counter :
+           {"delivered", "filtered", "retried", "failed", "deadLettered", "latencyP50Ms",
+            "latencyP99Ms"}) {
+        object[counter] = nullptr;
       }
+      object["live"] = false;
+      PrintRedactedLine(out);
     }
     return kExitOk;
   }
@@ -1042,20 +1089,22 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
 
 // ---- s3db run ----
 
-// Keeps the most recent changes for GET /changes (`s3db replicators tail`).
-class ChangeFeed : public Plugin {
+// Keeps the most recent changes appended to the change log, for GET /changes (`s3db
+// replicators tail`). Each line carries the change's sequence number in the change log
+// ("seq"); the feed's own position (X-S3db-Head, `after`) only pages, since concurrent writers
+// may append out of order. Changes no replicator records, such as those of the replicator log
+// resource, never reach it.
+class ChangeFeed {
  public:
   static constexpr std::size_t kKept = 10000;
 
-  std::string_view Name() const override { return "cli-change-feed"; }
-
-  Status OnChange(const Change& change) override {
+  void Add(std::uint64_t sequence, const Change& change) {
+    std::string line = JsonLine(ChangeToJson(change, sequence));
     std::lock_guard lock(mutex_);
     ++head_;
-    entries_.emplace_back(head_, JsonLine(ChangeToJson(change, head_)));
+    entries_.emplace_back(head_, std::move(line));
     if (entries_.size() > kKept) entries_.pop_front();
     appended_.notify_all();
-    return Ok();
   }
 
   std::uint64_t head() const {
@@ -1352,7 +1401,11 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   }
 
   auto feed = std::make_shared<ChangeFeed>();
-  if (auto used = session.database->UsePlugin(feed); !used) return Fail(used.error());
+  std::size_t feed_handle = 0;
+  if (session.plugin) {
+    feed_handle = session.plugin->OnAppend(
+        [feed](std::uint64_t sequence, const Change& change) { feed->Add(sequence, change); });
+  }
 
   httplib::Server server;
   // cpp-httplib's default pool (8 threads here) is smaller than the clients a writer fleet
@@ -1397,6 +1450,7 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   feed->Wake();
   server.stop();
   server_thread.join();
+  if (session.plugin) session.plugin->OffAppend(feed_handle);
   Status closed = session.database->Close();  // stops the replicators: flush, checkpoints
   if (!closed) return Fail("stopping: " + closed.error().message);
   PrintText("s3db run: stopped");

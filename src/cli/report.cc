@@ -208,12 +208,13 @@ Json HealthToJson(const std::vector<ReplicatorStats>& stats) {
 std::string ReplicatorSummaryLine(const ReplicatorStats& stats) {
   char text[320];
   std::snprintf(text, sizeof text,
-                "%s (%s): delivered %llu, filtered %llu, failed %llu, dead letters %llu, "
-                "latency p50 %.1f ms, p99 %.1f ms",
+                "%s (%s): delivered %llu, filtered %llu, failed attempts %llu (retried "
+                "%llu), dead letters %llu, latency p50 %.1f ms, p99 %.1f ms",
                 stats.id.c_str(), stats.driver.c_str(),
                 static_cast<unsigned long long>(stats.delivered),
                 static_cast<unsigned long long>(stats.filtered),
                 static_cast<unsigned long long>(stats.failed),
+                static_cast<unsigned long long>(stats.retried),
                 static_cast<unsigned long long>(stats.dead_letter_count), stats.latency_p50_ms,
                 stats.latency_p99_ms);
   return text;

@@ -3,8 +3,11 @@
 #include "s3db/replicator/replicator_plugin.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -47,6 +50,35 @@ std::shared_ptr<spdlog::logger> ReplicatorLogger() {
 
 tl::unexpected<Error> NotFound(std::string_view id) {
   return MakeError(ErrorCode::kNotFound, "Replicator not found: " + std::string(id));
+}
+
+bool IsKeyPathChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '[' ||
+         c == ']' || c == '-';
+}
+
+// A driver's config error with the option's full path in front, so that a YAML config can
+// point at its line: "replicators[0].config.batchSize: unknown option; … (replicator pg,
+// driver postgresql)". Drivers say "<option>: …", "config.<option>: …" or
+// "<driver>: config.<option>: …"; other messages get the path of the config object.
+std::string DriverConfigError(const std::string& path, const std::string& id,
+                              const std::string& driver, const std::string& message) {
+  std::string_view rest = message;
+  if (rest.substr(0, driver.size() + 2) == driver + ": ") rest.remove_prefix(driver.size() + 2);
+  std::string key_path = "config";
+  std::size_t colon = rest.find(": ");
+  if (colon != std::string_view::npos && colon > 0 &&
+      std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon),
+                  IsKeyPathChar)) {
+    std::string_view key = rest.substr(0, colon);
+    if (key.substr(0, 7) == "config.") key.remove_prefix(7);
+    if (!key.empty() && key != "config") key_path += "." + std::string(key);
+    rest.remove_prefix(colon + 2);
+  } else {
+    rest = message;
+  }
+  return path + "." + key_path + ": " + std::string(rest) + " (replicator " + id + ", driver " +
+         driver + ")";
 }
 
 std::uint64_t RevisionOf(const JsonObject& record) {
@@ -158,8 +190,9 @@ class Engine {
       }
       auto driver = factory(replicator.config, driver_context);
       if (!driver) {
-        return MakeError(driver.error().code, path + ".config (" + id + "): " +
-                                                  RedactSecrets(driver.error().message));
+        return MakeError(driver.error().code,
+                         DriverConfigError(path, id, replicator.driver,
+                                           RedactSecrets(driver.error().message)));
       }
 
       S3DB_ASSIGN_OR_RETURN(std::optional<std::uint64_t> checkpoint, log_->GetCheckpoint(id));
@@ -386,7 +419,29 @@ class Engine {
                            " in the change log: " + sequence.error().message);
     }
     NotifyDispatchers();
+    if (has_append_observers_.load(std::memory_order_relaxed)) {
+      std::vector<ReplicatorPlugin::AppendObserver> observers;
+      {
+        std::lock_guard lock(append_observers_mutex_);
+        for (const auto& [handle, observer] : append_observers_) observers.push_back(observer);
+      }
+      for (const auto& observer : observers) observer(*sequence, change);
+    }
     return Ok();
+  }
+
+  std::size_t OnAppend(ReplicatorPlugin::AppendObserver observer) {
+    std::lock_guard lock(append_observers_mutex_);
+    std::size_t handle = next_append_observer_++;
+    append_observers_.emplace(handle, std::move(observer));
+    has_append_observers_.store(true);
+    return handle;
+  }
+
+  void OffAppend(std::size_t handle) {
+    std::lock_guard lock(append_observers_mutex_);
+    append_observers_.erase(handle);
+    has_append_observers_.store(!append_observers_.empty());
   }
 
   EventBus& events() { return events_; }
@@ -677,6 +732,10 @@ class Engine {
   std::vector<std::unique_ptr<Dispatcher>> dispatchers_;  // fixed after Install
   std::set<std::string, std::less<>> mapped_resources_;   // fixed after Install
   bool every_resource_ = false;  // some replicator takes every resource; fixed after Install
+  std::mutex append_observers_mutex_;  // guards append_observers_, next_append_observer_
+  std::map<std::size_t, ReplicatorPlugin::AppendObserver> append_observers_;
+  std::size_t next_append_observer_ = 1;
+  std::atomic<bool> has_append_observers_{false};
   std::mutex intents_mutex_;                 // guards unresolved_intents_
   std::vector<Change> unresolved_intents_;   // left by a dead process, resolved at Start
   bool started_ = false;
@@ -711,6 +770,12 @@ std::size_t ReplicatorPlugin::On(std::string event, EventHandler handler) {
 }
 
 void ReplicatorPlugin::Off(std::size_t handle) { engine_->events().Off(handle); }
+
+std::size_t ReplicatorPlugin::OnAppend(AppendObserver observer) {
+  return engine_->OnAppend(std::move(observer));
+}
+
+void ReplicatorPlugin::OffAppend(std::size_t handle) { engine_->OffAppend(handle); }
 
 std::vector<ReplicatorInfo> ReplicatorPlugin::ListReplicators() const { return engine_->List(); }
 

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -471,9 +472,25 @@ TEST_F(CliTest, ImportWithConfigReplicatesThroughLua) {
   CliResult imported = Run({"-c", "c.yaml", "import", "u.jsonl", "-r", "users"});
   ASSERT_EQ(imported.exit_code, 0) << Describe(imported);
   EXPECT_NE(imported.out.find("imported 3, failed 0"), std::string::npos) << imported.out;
-  EXPECT_NE(imported.out.find("replicator backup (s3db): delivered 2, filtered 1, failed 0"),
+  EXPECT_NE(imported.out.find("replicator backup (s3db): delivered 2, filtered 1, failed "
+                              "attempts 0 (retried 0), dead letters 0,"),
             std::string::npos)
       << imported.out;
+
+  // Without a running `s3db run`, stats read what the change log keeps and say that the
+  // delivery counters are unknown instead of showing zeros.
+  CliResult stats = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
+  ASSERT_EQ(stats.exit_code, 0) << Describe(stats);
+  JsonObject standalone = ParseObject(stats.out);
+  EXPECT_EQ(standalone.at("live"), Json(false)) << stats.out;
+  EXPECT_TRUE(standalone.at("delivered").is_null()) << stats.out;
+  EXPECT_TRUE(standalone.at("failed").is_null()) << stats.out;
+  EXPECT_EQ(standalone.at("checkpoint"), Json(3u)) << stats.out;  // the 3 imported changes
+  EXPECT_EQ(standalone.at("head"), Json(3u)) << stats.out;
+  EXPECT_EQ(standalone.at("lagChanges"), Json(0u)) << stats.out;
+  EXPECT_NE(stats.err.find("Live counters need a running `s3db run -c c.yaml`"),
+            std::string::npos)
+      << stats.err;
 
   CliResult copied = Run({"--connection", "file://./backup", "list", "people"});
   ASSERT_EQ(copied.exit_code, 0) << Describe(copied);
@@ -558,6 +575,82 @@ TEST_F(CliTest, DisablingAReplicatorIsRemembered) {
   EXPECT_EQ(ParseObject(stats.out).at("state"), Json("running")) << stats.out;
 }
 
+TEST_F(CliTest, ImportOfAMissingFileSaysWhy) {
+  CliResult missing = Run({"import", "nofile.json", "-r", "users"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("s3db: cannot read 'nofile.json': No such file or directory"),
+            std::string::npos)
+      << missing.err;
+  ASSERT_EQ(::mkdir((dir_.str() + "/folder.json").c_str(), 0755), 0);
+  CliResult folder = Run({"import", "folder.json", "-r", "users"});
+  EXPECT_NE(folder.exit_code, 0);
+  EXPECT_NE(folder.err.find("cannot read 'folder.json': Is a directory"), std::string::npos)
+      << folder.err;
+}
+
+TEST_F(CliTest, ReplicatorConfigErrorsPointAtTheirYamlLine) {
+  // A driver option the driver does not know: its full path and line.
+  WriteFile("pg.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: postgresql
+      resources: [users]
+      config:
+        connectionString: host=127.0.0.1
+        tabel: people
+)");
+  CliResult pg = Run({"-c", "pg.yaml", "replicators", "list"});
+  EXPECT_NE(pg.exit_code, 0);
+  EXPECT_NE(pg.err.find("pg.yaml:10:9: replicator.replicators[0].config.tabel: cannot start the "
+                        "replicator: unknown option;"),
+            std::string::npos)
+      << pg.err;
+  EXPECT_NE(pg.err.find("(replicator postgresql-0, driver postgresql)"), std::string::npos)
+      << pg.err;
+
+  // A required driver option that is missing: the line of the replicator's config.
+  WriteFile("csv.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: csv
+      resources: [users]
+      config:
+        outputPat: ./out
+)");
+  CliResult csv = Run({"-c", "csv.yaml", "replicators", "list"});
+  EXPECT_NE(csv.exit_code, 0);
+  EXPECT_NE(csv.err.find("csv.yaml:8:7: replicator.replicators[0].config.output: cannot start "
+                         "the replicator: required: "),
+            std::string::npos)
+      << csv.err;
+
+  // A misspelt key of a destination object.
+  WriteFile("typo.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: s3db
+      resources:
+        users:
+          resource: people
+          tranform: |
+            function(data) return data end
+      config: { connectionString: file://./backup }
+)");
+  CliResult typo = Run({"-c", "typo.yaml", "replicators", "list"});
+  EXPECT_NE(typo.exit_code, 0);
+  EXPECT_NE(typo.err.find("typo.yaml:10:11: replicator.replicators[0].resources.users.tranform: "
+                          "unknown key; expected one of resource, transform, actions, "
+                          "shouldReplicate (did you mean 'transform'?)"),
+            std::string::npos)
+      << typo.err;
+}
+
 TEST_F(CliTest, ReplicatorCommandsNeedAReplicatorSection) {
   WriteFile("plain.yaml", "connection: file://./data\n");
   CliResult result = Run({"-c", "plain.yaml", "replicators", "list"});
@@ -573,7 +666,12 @@ Result<net::HttpResponse> HttpGet(net::HttpClient& client, const std::string& ur
 }
 
 TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
-  WriteFile("c.yaml", kReplicatedConfig);
+  std::string config = kReplicatedConfig;
+  const std::string section = "replicator:\n  replicators:";
+  ASSERT_NE(config.find(section), std::string::npos);
+  config.replace(config.find(section), section.size(),
+                 "replicator:\n  persistReplicatorLog: true\n  replicators:");
+  WriteFile("c.yaml", config);
   CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
   std::string url = ListeningUrl(service);
   ASSERT_FALSE(url.empty());
@@ -629,9 +727,10 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.err.find("another s3db process"), std::string::npos) << second.err;
 
-  // tail sees a change made while it follows.
+  // tail sees a change made while it follows, with its sequence number in the change log;
+  // the replicator log entries the delivery writes (persistReplicatorLog) are not shown.
   CliProcess tail(dir_.str(),
-                  {"-c", "c.yaml", "replicators", "tail", "--count", "1", "--timeout", "20"});
+                  {"-c", "c.yaml", "replicators", "tail", "--count", "2", "--timeout", "4"});
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_EQ(Run({"-c", "c.yaml", "update", "users", "r1", R"({"age":50})"}).exit_code, 0);
   CliResult tailed = tail.Finish();
@@ -640,6 +739,14 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   JsonObject change = ParseObject(Lines(tailed.out)[0]);
   EXPECT_EQ(change.at("changeId"), Json("users:r1:2"));
   EXPECT_EQ(change.at("action"), Json("update"));
+  CliResult head = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
+  ASSERT_EQ(head.exit_code, 0) << Describe(head);
+  EXPECT_EQ(change.at("seq"), ParseObject(head.out).at("head")) << tailed.out << head.out;
+  EXPECT_EQ(change.at("seq"), Json(4u)) << tailed.out;  // r1, r2, r3, then this update
+  // ... although there are some.
+  CliResult logged = Run({"-c", "c.yaml", "list", "replicator_log"});
+  ASSERT_EQ(logged.exit_code, 0) << Describe(logged);
+  EXPECT_GE(Lines(logged.out).size(), 1u) << logged.out;
 
   service.Signal(SIGTERM);
   CliResult stopped = service.Finish();

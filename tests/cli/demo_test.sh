@@ -50,11 +50,11 @@ for run in 1 2; do  # the second run proves the demo can run again (it wipes its
   grep -q "^imported $total, failed 0 " <<<"$out" || fail "run $run: no 'imported $total, failed 0'"
   for replicator in "mirror (s3db)" "jsonl-export (jsonl)" "csv-export (csv)" \
                     "parquet-export (parquet)" "excel-export (excel)"; do
-    grep -q "^replicator $replicator: delivered $total, filtered 0, failed 0, .*dead letters 0," \
+    grep -q "^replicator $replicator: delivered $total, filtered 0, failed attempts 0 .*dead letters 0," \
       <<<"$out" || fail "run $run: replicator $replicator did not deliver all $total"
   done
   kept=$((total - antarctic))
-  grep -q "^replicator summary (s3db): delivered $kept, filtered $antarctic, failed 0, .*dead letters 0," \
+  grep -q "^replicator summary (s3db): delivered $kept, filtered $antarctic, failed attempts 0 .*dead letters 0," \
     <<<"$out" || fail "run $run: the summary replicator did not deliver $kept and filter $antarctic"
   grep -Eq "^replicator mirror \(s3db\): .*latency p50 [0-9.]+ ms, p99 [0-9.]+ ms" <<<"$out" ||
     fail "run $run: no latency for the mirror"

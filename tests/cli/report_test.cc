@@ -83,8 +83,8 @@ TEST(Report, StatsAndSummaryLine) {
   EXPECT_EQ(json.get_object().at("state"), Json("running"));
   EXPECT_EQ(JsonLine(Json(1.5)), "1.5");
   EXPECT_EQ(ReplicatorSummaryLine(stats),
-            "backup (s3db): delivered 7, filtered 2, failed 0, dead letters 1, latency p50 10.0 "
-            "ms, p99 12.5 ms");
+            "backup (s3db): delivered 7, filtered 2, failed attempts 0 (retried 0), dead "
+            "letters 1, latency p50 10.0 ms, p99 12.5 ms");
 }
 
 }  // namespace

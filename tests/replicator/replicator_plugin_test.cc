@@ -923,8 +923,9 @@ TEST_F(ReplicatorPluginTest, InvalidDriverConfigFailsInstallWithThePath) {
   options.replicators.push_back(config);
   auto status = Install(options);
   ASSERT_FALSE(status.has_value());
-  EXPECT_NE(status.error().message.find("replicators[0].config (s3db-0): connectionString"),
-            std::string::npos)
+  EXPECT_EQ(status.error().message.find("replicators[0].config.connectionString: "), 0u)
+      << status.error().message;
+  EXPECT_NE(status.error().message.find("(replicator s3db-0, driver s3db)"), std::string::npos)
       << status.error().message;
 }
 

@@ -313,6 +313,14 @@ class ReplicatorPlugin : public Plugin {
   std::size_t On(std::string event, EventHandler handler);
   void Off(std::size_t handle);
 
+  // Called with each change a write appends to the change log and its sequence number there
+  // (not for backfills or replays), on the writer's thread right after the append; keep it
+  // short. Changes no replicator maps, and those of the replicator log resource, are never
+  // appended. Used by `s3db replicators tail`.
+  using AppendObserver = std::function<void(std::uint64_t sequence, const Change& change)>;
+  std::size_t OnAppend(AppendObserver observer);
+  void OffAppend(std::size_t handle);
+
   std::vector<ReplicatorInfo> ListReplicators() const;
   // Errors: kNotFound "Replicator not found: <id>".
   Result<ReplicatorStats> GetReplicatorStats(std::string_view id) const;

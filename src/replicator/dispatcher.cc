@@ -188,8 +188,14 @@ std::optional<std::vector<DeliveryResult>> Dispatcher::CallDriver(
     return std::move(call_.results);
   }
   batch = call_.batch;  // a copy: the driver still reads the original
+  lock.unlock();
   call_abandoned_ = true;
   call_started_ = Clock::now() - timeout - grace;
+  {
+    std::lock_guard stats_lock(stats_mutex_);
+    pause_reason_ = "timeout";
+  }
+  state_.store(static_cast<int>(ReplicatorState::kPaused));
   return std::nullopt;
 }
 

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -573,6 +575,47 @@ TEST_F(CliTest, DisablingAReplicatorIsRemembered) {
   ASSERT_EQ(Run({"-c", "c.yaml", "replicators", "enable", "backup"}).exit_code, 0);
   stats = Run({"-c", "c.yaml", "replicators", "stats", "backup"});
   EXPECT_EQ(ParseObject(stats.out).at("state"), Json("running")) << stats.out;
+}
+
+// The spec's Multi-Format Export example: replicators without "resources" take every
+// resource, also one created after the config's, but never the replicator log.
+TEST_F(CliTest, ReplicatorsWithoutResourcesExportEveryResource) {
+  WriteFile("export.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  persistReplicatorLog: true
+  replicators:
+    - { driver: jsonl, config: { outputPath: ./exports } }
+    - { driver: csv, config: { outputPath: ./exports } }
+)");
+  ASSERT_EQ(Run({"-c", "export.yaml", "resource", "create", "orders"}).exit_code, 0);
+  WriteFile("u.jsonl", R"({"id":"u1","name":"Ann"})"
+                       "\n");
+  CliResult users = Run({"-c", "export.yaml", "import", "u.jsonl", "-r", "users"});
+  ASSERT_EQ(users.exit_code, 0) << Describe(users);
+  EXPECT_NE(users.out.find("replicator jsonl-0 (jsonl): delivered 1,"), std::string::npos)
+      << users.out;
+  EXPECT_NE(users.out.find("replicator csv-1 (csv): delivered 1,"), std::string::npos)
+      << users.out;
+  CliResult orders = Run({"-c", "export.yaml", "insert", "orders", R"({"id":"o1","total":3})"});
+  ASSERT_EQ(orders.exit_code, 0) << Describe(orders);
+
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.str() + "/exports")) {
+    files.push_back(entry.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 4u) << ::testing::PrintToString(files);
+  EXPECT_EQ(files[0].rfind("orders_", 0), 0u);
+  EXPECT_EQ(files[2].rfind("users_", 0), 0u);
+  for (const auto& file : files) {
+    EXPECT_EQ(file.find("replicator_log"), std::string::npos) << file;
+  }
+  CliResult listed = Run({"-c", "export.yaml", "replicators", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << Describe(listed);
+  EXPECT_NE(listed.out.find(R"("resources":["orders","users"])"), std::string::npos)
+      << listed.out;
 }
 
 TEST_F(CliTest, ImportOfAMissingFileSaysWhy) {

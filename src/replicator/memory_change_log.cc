@@ -49,8 +49,7 @@ class MemoryChangeLog final : public ChangeLog {
     return out;
   }
 
-  Result<std::vector<std::uint64_t>> AppendMany(
-      const std::vector<LoggedChange>& changes) override {
+  Result<std::vector<std::uint64_t>> AppendMany(const std::vector<LoggedChange>& changes) override {
     std::lock_guard lock(mutex_);
     S3DB_RETURN_IF_ERROR(CheckOpen());
     std::vector<std::uint64_t> sequences;
@@ -67,8 +66,7 @@ class MemoryChangeLog final : public ChangeLog {
     std::lock_guard lock(mutex_);
     S3DB_RETURN_IF_ERROR(CheckOpen());
     std::vector<LoggedChange> out;
-    for (auto it = changes_.upper_bound(after); it != changes_.end() && out.size() < limit;
-         ++it) {
+    for (auto it = changes_.upper_bound(after); it != changes_.end() && out.size() < limit; ++it) {
       out.push_back(it->second);
     }
     return out;
@@ -176,9 +174,8 @@ class MemoryChangeLog final : public ChangeLog {
   Result<std::uint64_t> PurgeDeadLetters(std::string_view replicator) override {
     std::lock_guard lock(mutex_);
     S3DB_RETURN_IF_ERROR(CheckOpen());
-    auto removed = std::erase_if(dead_letters_, [&](const DeadLetter& letter) {
-      return letter.replicator == replicator;
-    });
+    auto removed = std::erase_if(
+        dead_letters_, [&](const DeadLetter& letter) { return letter.replicator == replicator; });
     return static_cast<std::uint64_t>(removed);
   }
 

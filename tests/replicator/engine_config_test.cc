@@ -150,8 +150,8 @@ TEST_F(EngineConfigTest, WithoutResourcesEveryResourceIsReplicatedIncludingNewOn
       s3db::testing::UniqueToken() + R"("}}]})"));
   ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
   ASSERT_TRUE(parsed->replicators[0].resources.every_resource());
-  auto sink = s3db::testing::Sink(
-      std::string(parsed->replicators[0].config.at("sink").get_string()));
+  auto sink =
+      s3db::testing::Sink(std::string(parsed->replicators[0].config.at("sink").get_string()));
 
   Resource& users = MakeResource("users");
   S3DB_ASSERT_OK(Install(std::move(*parsed)));

@@ -237,7 +237,9 @@ class FailingCleanupLog final : public ChangeLog {
   Result<std::optional<std::string>> GetState(std::string_view k) override {
     return inner_->GetState(k);
   }
-  Status SetState(std::string_view k, std::string_view v) override { return inner_->SetState(k, v); }
+  Status SetState(std::string_view k, std::string_view v) override {
+    return inner_->SetState(k, v);
+  }
   Status DeleteState(std::string_view k) override { return inner_->DeleteState(k); }
   Status Close() override {
     (void)inner_->Close();

@@ -69,15 +69,17 @@ class SlowDriver : public Driver {
 void RegisterSlowDriver() {
   static std::once_flag once;
   std::call_once(once, [] {
-    RegisterDriver("slow-s3db", [](const JsonObject& config, const DriverContext& context)
-                                    -> Result<std::unique_ptr<Driver>> {
-      JsonObject inner_config = config;
-      std::string name(config.at("slowness").get_string());
-      inner_config.erase("slowness");
-      S3DB_ASSIGN_OR_RETURN(std::unique_ptr<Driver> inner,
-                            NewS3dbDriver(inner_config, context, nullptr));
-      return std::unique_ptr<Driver>(new SlowDriver(std::move(inner), SlownessOf(name)));
-    });
+    RegisterDriver(
+        "slow-s3db",
+        [](const JsonObject& config,
+           const DriverContext& context) -> Result<std::unique_ptr<Driver>> {
+          JsonObject inner_config = config;
+          std::string name(config.at("slowness").get_string());
+          inner_config.erase("slowness");
+          S3DB_ASSIGN_OR_RETURN(std::unique_ptr<Driver> inner,
+                                NewS3dbDriver(inner_config, context, nullptr));
+          return std::unique_ptr<Driver>(new SlowDriver(std::move(inner), SlownessOf(name)));
+        });
   });
 }
 
@@ -125,10 +127,12 @@ TEST(ReplicatorTimeout, ASlowDriverCallCountsAsAFailedAttemptAndIsRetried) {
   ASSERT_TRUE((*users)->Insert(Obj(R"({"id": "u1", "name": "Ann"})")));
 
   // The engine gives up on the call after the timeout, long before the driver returns.
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard lock(mutex);
-    return !errors.empty();
-  }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard lock(mutex);
+        return !errors.empty();
+      },
+      5s));
   const auto gave_up_after = std::chrono::steady_clock::now() - inserted_at;
   EXPECT_LT(gave_up_after, 1200ms);
   EXPECT_EQ(slowness.late_returns.load(), 0);  // the driver is still in its call
@@ -140,9 +144,9 @@ TEST(ReplicatorTimeout, ASlowDriverCallCountsAsAFailedAttemptAndIsRetried) {
     EXPECT_EQ(error.at("attempt").to_number<int>(), 1);
     EXPECT_TRUE(error.at("willRetry").as_bool());
     EXPECT_EQ(error.at("reason").as_string(), "retryable");
-    EXPECT_NE(std::string(error.at("error").as_string())
-                  .find("did not answer within the 200 ms timeout"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(error.at("error").as_string()).find("did not answer within the 200 ms timeout"),
+        std::string::npos)
         << error.at("error");
   }
   // The replicator carries on: its stats answer at once and show the failed attempt, and
@@ -211,10 +215,12 @@ TEST(ReplicatorTimeout, AnAlwaysSlowDriverDeadLettersAfterMaxRetries) {
   S3DB_ASSERT_OK(db->UsePlugin(plugin));
 
   ASSERT_TRUE((*users)->Insert(Obj(R"({"id": "u1"})")));
-  ASSERT_TRUE(WaitFor([&] {
-    auto stats = plugin->GetReplicatorStats("slow");
-    return stats && stats->dead_letter_count == 1;
-  }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto stats = plugin->GetReplicatorStats("slow");
+        return stats && stats->dead_letter_count == 1;
+      },
+      10s));
   auto letters = plugin->ListDeadLetters("slow");
   ASSERT_TRUE(letters.has_value());
   ASSERT_EQ(letters->size(), 1u);

@@ -618,6 +618,22 @@ replicator:
       << listed.out;
 }
 
+TEST_F(CliTest, AMappedResourceThatDoesNotExistIsAWarning) {
+  WriteFile("typo.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - { driver: jsonl, resources: [userz], config: { outputPath: ./exports } }
+)");
+  CliResult listed = Run({"-c", "typo.yaml", "replicators", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << Describe(listed);
+  EXPECT_NE(listed.err.find("warning [replicator] replicator jsonl-0: source resource 'userz' "
+                            "does not exist (yet)"),
+            std::string::npos)
+      << listed.err;
+}
+
 TEST_F(CliTest, ImportOfAMissingFileSaysWhy) {
   CliResult missing = Run({"import", "nofile.json", "-r", "users"});
   EXPECT_NE(missing.exit_code, 0);

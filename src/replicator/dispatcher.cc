@@ -352,7 +352,8 @@ void Dispatcher::Run() {
     context_.logger->warn("replicator {}: stopping waits for a driver call that exceeded the "
                           "{} ms timeout to return",
                           config_.id, context_.options->timeout_ms);
-    CollectAbandonedCall(Clock::time_point::max());
+    while (!CollectAbandonedCall(Clock::now() + std::chrono::seconds(1))) {
+    }
   }
   UpdateSettledThrough();
   MaybeCheckpoint(Clock::duration::zero());

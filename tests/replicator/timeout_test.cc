@@ -227,7 +227,10 @@ TEST(ReplicatorTimeout, AnAlwaysSlowDriverDeadLettersAfterMaxRetries) {
   EXPECT_EQ(letters->at(0).reason, "max_retries");
   EXPECT_EQ(letters->at(0).attempts, 2);
   EXPECT_NE(letters->at(0).error.find("timeout"), std::string::npos) << letters->at(0).error;
-  S3DB_ASSERT_OK(db->Close());  // waits for the call in flight, then stops
+  // The second call is still sleeping: closing waits for it before stopping the driver.
+  S3DB_ASSERT_OK(db->Close());
+  EXPECT_EQ(slowness.calls.load(), 2);
+  EXPECT_EQ(slowness.late_returns.load(), 2);
 }
 
 }  // namespace

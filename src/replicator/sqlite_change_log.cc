@@ -168,6 +168,14 @@ Result<sqlite3*> OpenConnection(const std::string& path, bool writer, FsyncPolic
     return tl::unexpected(error);
   }
   sqlite3_busy_timeout(db, 10000);
+  if (!writer) {
+    // Readers and the checkpointer read the recent tail of the log: a small page cache each
+    // (the default is 2 MiB per connection, and every replicator has its reader).
+    if (auto status = Exec(db, "PRAGMA cache_size=-256"); !status) {
+      sqlite3_close(db);
+      return tl::unexpected(status.error());
+    }
+  }
   if (writer) {
     const char* sync = fsync == FsyncPolicy::kAlways ? "PRAGMA synchronous=FULL"
                        : fsync == FsyncPolicy::kBatch ? "PRAGMA synchronous=NORMAL"

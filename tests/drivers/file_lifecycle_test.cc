@@ -179,7 +179,7 @@ TEST(FileFlushIntervalTest, BadFlushIntervalFailsNamingTheOptionAndItsPath) {
   auto plugin = std::make_shared<ReplicatorPlugin>(std::move(options));
   auto used = db->UsePlugin(plugin);
   ASSERT_FALSE(used.has_value());
-  EXPECT_NE(used.error().message.find("replicators[0].config (csv-0): flushIntervalMs: must be"),
+  EXPECT_NE(used.error().message.find("replicators[0].config.flushIntervalMs: must be"),
             std::string::npos)
       << used.error().message;
   (void)db->Close();

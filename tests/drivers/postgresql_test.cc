@@ -1549,7 +1549,7 @@ TEST_F(PostgresqlDriverTest, ADestinationSchemaAndTableOptionPlaceTheRows) {
   auto mapping = ResourceMapping::FromJson(
       Json(Object(R"({"users":["people",{"table":"people_copy","schema":")" + other +
                   R"(","actions":["insert","delete"]}]})")),
-      "replicators[0].resources");
+      "replicators[0].resources", nullptr, DestinationKeys("postgresql"));
   ASSERT_TRUE(mapping) << mapping.error().ToString();
   auto pipeline =
       Pipeline::Open(R"({"name":"string"})", std::move(*mapping), Config());

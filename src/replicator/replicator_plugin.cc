@@ -159,6 +159,14 @@ class Engine {
 
       DriverContext driver_context;
       driver_context.replicator_id = id;
+      driver_context.every_resource = every_resource;
+      for (const auto& [source, destinations] : routes) {
+        for (const Destination& destination : destinations) {
+          driver_context.destinations.push_back(
+              {source, destination.resource.empty() ? source : destination.resource,
+               destination.options});
+        }
+      }
       driver_context.source = &database;
       driver_context.state_dir =
           (std::filesystem::path(state_dir) / "replicator" / "drivers" / id).string();

@@ -94,6 +94,17 @@ struct DriverContext {
   std::string state_dir;        // a folder private to this replicator
   // Definition of a source resource ({"attributes":…}) or nullopt when unknown.
   std::function<std::optional<JsonObject>(std::string_view resource)> resource_definition;
+  // Every destination of the replicator's mapping, so a driver can check at Start what its
+  // config leaves to them (the BigQuery driver: a dataset named by every destination instead
+  // of datasetId). Empty with every_resource: the replicator takes every resource, each to a
+  // destination of its own name.
+  struct DestinationInfo {
+    std::string source;   // the source resource
+    std::string target;   // the destination name (Destination::resource, or the source's)
+    JsonObject options;   // the destination's driver keys ("table", "dataset", ...)
+  };
+  std::vector<DestinationInfo> destinations;
+  bool every_resource = false;
 };
 
 class Driver {

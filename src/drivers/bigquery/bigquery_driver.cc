@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <set>
 #include <thread>
 
 #include "drivers/bigquery/bigquery_api.h"
@@ -504,9 +505,11 @@ Result<BigqueryOptions> ParseBigqueryOptions(const JsonObject& config) {
                                  "; set projectId to the project that holds the dataset (e.g. "
                                  "\"my-analytics-project\")"));
   }
-  if (options.dataset_id.empty()) {
+  // Left out, datasetId is required unless every destination names its dataset, which only the
+  // driver factory can tell (CheckDatasets); given, it must not be empty.
+  if (options.dataset_id.empty() && config.contains("datasetId")) {
     return tl::unexpected(Invalid(
-        "datasetId", std::string(config.contains("datasetId") ? "is empty" : "is required") +
+        "datasetId", std::string("is empty") +
                          "; set it to the dataset that holds the tables (create one with `bq mk "
                          "--dataset " +
                          options.project_id +
@@ -518,7 +521,7 @@ Result<BigqueryOptions> ParseBigqueryOptions(const JsonObject& config) {
                                                    "' is not a valid project id (6-30 lowercase "
                                                    "letters, digits or hyphens)"));
   }
-  if (!bigquery::IsValidDatasetId(options.dataset_id)) {
+  if (!options.dataset_id.empty() && !bigquery::IsValidDatasetId(options.dataset_id)) {
     return tl::unexpected(Invalid("datasetId", "'" + options.dataset_id +
                                                    "' is not a valid dataset id (letters, digits "
                                                    "and underscores, at most 1024)"));
@@ -578,6 +581,8 @@ void BigqueryDriver::Log(int level, const std::string& line) const {
   if (log_observer != nullptr) (*log_observer)(text);
 }
 
+std::string DestinationDataset(const std::string& target, const JsonObject& destination_options);
+
 Status BigqueryDriver::Start() {
   if (started_) return Ok();
   stopping_ = false;
@@ -593,10 +598,20 @@ Status BigqueryDriver::Start() {
     return tl::unexpected(Error(token.error().code, "bigquery: " + token.error().message));
   }
 
-  {
-    std::string display = options_.project_id + ":" + options_.dataset_id;
+  // The datasets to check: datasetId, or without it every dataset the destinations name.
+  std::set<std::string> datasets;
+  if (!options_.dataset_id.empty()) {
+    datasets.insert(options_.dataset_id);
+  } else {
+    for (const auto& destination : context_.destinations) {
+      std::string dataset = DestinationDataset(destination.target, destination.options);
+      if (!dataset.empty()) datasets.insert(dataset);
+    }
+  }
+  for (const std::string& dataset_id : datasets) {
+    std::string display = options_.project_id + ":" + dataset_id;
     std::string path = "/bigquery/v2/projects/" + bigquery::EncodeSegment(options_.project_id) +
-                       "/datasets/" + bigquery::EncodeSegment(options_.dataset_id);
+                       "/datasets/" + bigquery::EncodeSegment(dataset_id);
     auto reply = api_->Send("GET", path, "", "", bigquery::SteadyClock::now() + kStartTimeout);
     if (!reply) {
       return tl::unexpected(Error(reply.error().code, "bigquery: checking dataset " + display +
@@ -634,7 +649,7 @@ Status BigqueryDriver::Start() {
     }
     if (!found.empty()) {
       std::lock_guard lock(mutex_);
-      dataset_locations_[options_.dataset_id] = found;
+      dataset_locations_[dataset_id] = found;
     }
   }
   started_ = true;
@@ -1636,11 +1651,50 @@ void BigqueryDriver::ApplyRetryBudget(std::vector<DeliveryResult>& results,
   }
 }
 
+std::string DestinationDataset(const std::string& target, const JsonObject& destination_options) {
+  if (const Json* value = destination_options.if_contains("dataset");
+      value && value->is_string() && !value->get_string().empty()) {
+    return std::string(value->get_string());
+  }
+  const Json* table = destination_options.if_contains("table");
+  std::string name = table && table->is_string() ? std::string(table->get_string()) : target;
+  std::size_t dot = name.find('.');
+  if (dot != std::string::npos && bigquery::IsValidDatasetId(name.substr(0, dot))) {
+    return name.substr(0, dot);
+  }
+  return "";
+}
+
+Status CheckDatasets(const BigqueryOptions& options, const DriverContext& context) {
+  if (!options.dataset_id.empty()) return Ok();
+  std::string missing;
+  if (context.every_resource || context.destinations.empty()) {
+    missing = "the replicator takes every resource, each to a table of its own name";
+  } else {
+    for (const auto& destination : context.destinations) {
+      if (DestinationDataset(destination.target, destination.options).empty()) {
+        missing = "destination '" + destination.target + "' (of resource '" + destination.source +
+                  "') names no dataset";
+        break;
+      }
+    }
+  }
+  if (missing.empty()) return Ok();
+  return tl::unexpected(Invalid(
+      "datasetId", "is required: " + missing +
+                       "; set datasetId to the dataset that holds the tables (create one with "
+                       "`bq mk --dataset " +
+                       options.project_id +
+                       ":DATASET`), or name every destination \"dataset.table\" or give it "
+                       "a \"dataset\""));
+}
+
 void RegisterBigqueryDriver() {
   RegisterDriver("bigquery",
                  [](const JsonObject& config,
                     const DriverContext& context) -> Result<std::unique_ptr<Driver>> {
                    S3DB_ASSIGN_OR_RETURN(BigqueryOptions options, ParseBigqueryOptions(config));
+                   S3DB_RETURN_IF_ERROR(CheckDatasets(options, context));
                    return std::unique_ptr<Driver>(new BigqueryDriver(std::move(options), context));
                  });
 }

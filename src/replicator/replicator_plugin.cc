@@ -156,6 +156,15 @@ class Engine {
         S3DB_ASSIGN_OR_RETURN(routes, replicator.resources.Normalize(path + ".resources"));
       }
       for (const auto& [source, destinations] : routes) mapped_resources_.insert(source);
+      if (routes.count(options_.replicator_log_resource) > 0) {
+        // The log resource is never replicated, so this replicator would silently get nothing
+        // of it.
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "replicatorLogResource: '" + options_.replicator_log_resource +
+                             "' is a resource that " + path +
+                             " replicates; give the replicator log a resource of its own "
+                             "(the default is replicator_log)");
+      }
 
       DriverContext driver_context;
       driver_context.replicator_id = id;

@@ -479,6 +479,22 @@ TEST_F(ReplicatorPluginTest, AnUpdateIsSentWithoutBeforeWhenOnlyThePreviousVersi
   S3DB_EXPECT_OK(db_->Close());
 }
 
+TEST_F(ReplicatorPluginTest, AReplicatorLogResourceThatIsAlsoReplicatedIsRefused) {
+  MakeResource("users");
+  ReplicatorConfig config;
+  auto sink = TestReplicator(config, ResourceMapping().Add("users"), "mirror");
+  auto options = FastOptions();
+  options.replicator_log_resource = "users";
+  options.replicators.push_back(config);
+  auto installed = Install(options);
+  ASSERT_FALSE(installed.has_value());
+  EXPECT_EQ(installed.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(installed.error().message.find(
+                "replicatorLogResource: 'users' is a resource that replicators[0] replicates"),
+            std::string::npos)
+      << installed.error().message;
+}
+
 TEST_F(ReplicatorPluginTest, ActionsListSkipsOtherActions) {
   Resource& users = MakeResource("users");
   Destination inserts_only;

@@ -1098,6 +1098,10 @@ class ChangeFeed {
  public:
   static constexpr std::size_t kKept = 10000;
 
+  // Positions go on from `position` (the change log's head at start), so that a client that
+  // resumes with `after` from an earlier run never skips the changes of this one.
+  explicit ChangeFeed(std::uint64_t position = 0) : head_(position) {}
+
   void Add(std::uint64_t sequence, const Change& change) {
     std::string line = JsonLine(ChangeToJson(change, sequence));
     std::lock_guard lock(mutex_);
@@ -1400,7 +1404,14 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
     http.threads = threads;
   }
 
-  auto feed = std::make_shared<ChangeFeed>();
+  std::uint64_t log_head = 0;
+  if (session.plugin) {
+    for (const auto& info : session.plugin->ListReplicators()) {
+      auto stats = session.plugin->GetReplicatorStats(info.id);
+      if (stats) log_head = std::max(log_head, stats->head);
+    }
+  }
+  auto feed = std::make_shared<ChangeFeed>(log_head);
   std::size_t feed_handle = 0;
   if (session.plugin) {
     feed_handle = session.plugin->OnAppend(

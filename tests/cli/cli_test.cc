@@ -870,6 +870,40 @@ class KeepAliveClient {
 // Regression: the HTTP server had cpp-httplib's default pool (8 threads here), and each idle
 // keep-alive connection holds a thread, so the 9th client of a writer fleet waited for the 5 s
 // keep-alive timeout of another one (the soak test's p99 jumped to 5,003 ms).
+TEST_F(CliTest, TheChangeFeedPositionGoesOnAcrossARestart) {
+  // A client resuming GET /changes with the `after` it last saw must get what the next run
+  // appends (before: every run counted from 1 again, so after=N skipped the first N changes).
+  WriteFile("c.yaml", kReplicatedConfig);
+  auto http = net::NewHttpClient();
+  std::uint64_t before_restart = 0;
+  {
+    CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+    std::string url = ListeningUrl(service);
+    ASSERT_FALSE(url.empty());
+    for (const char* id : {"a1", "a2", "a3"}) {
+      std::string record = std::string(R"({"id":")") + id + R"(","name":"A"})";
+      ASSERT_EQ(Run({"-c", "c.yaml", "insert", "users", record}).exit_code, 0);
+    }
+    auto feed = HttpGet(*http, url + "/changes");
+    ASSERT_TRUE(feed.has_value());
+    before_restart = std::stoull(feed->Header("x-s3db-head"));
+    EXPECT_GE(before_restart, 3u);
+    service.Signal(SIGTERM);
+    EXPECT_EQ(service.Finish().exit_code, 0);
+  }
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  ASSERT_EQ(Run({"-c", "c.yaml", "update", "users", "a1", R"({"name":"B"})"}).exit_code, 0);
+  auto feed = HttpGet(*http, url + "/changes?after=" + std::to_string(before_restart));
+  ASSERT_TRUE(feed.has_value());
+  ASSERT_EQ(Lines(feed->body).size(), 1u) << feed->body;
+  EXPECT_EQ(ParseObject(Lines(feed->body)[0]).at("changeId"), Json("users:a1:2"));
+  EXPECT_GT(std::stoull(feed->Header("x-s3db-head")), before_restart);
+  service.Signal(SIGTERM);
+  (void)service.Finish();
+}
+
 TEST_F(CliTest, RunServesMoreKeepAliveClientsThanCores) {
   WriteFile("c.yaml", kReplicatedConfig);
   CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});

@@ -47,6 +47,7 @@ namespace {
 constexpr const char* kDefaultConnection = "file://./s3db-data";
 constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;  // a command line that cannot be parsed
 
 // ---- output ----
 
@@ -1470,6 +1471,42 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
 
 // ---- command line ----
 
+// "s3db: <message>" with exit code 2, for a command line that cannot be parsed.
+int Usage(const std::string& message) {
+  Fail(message);
+  return kExitUsage;
+}
+
+// CLI11 reports `s3db frobnicate` as "A subcommand is required". When the deepest command
+// given has subcommands and the first word left over is not an option, that word is an
+// unknown command: name it and list the known ones. "" otherwise.
+std::string UnknownCommandMessage(CLI::App& app, const CLI::ParseError& error) {
+  if (!dynamic_cast<const CLI::RequiredError*>(&error) &&
+      !dynamic_cast<const CLI::ExtrasError*>(&error)) {
+    return "";  // --help, --version, a bad option value: CLI11's own message
+  }
+  CLI::App* at = &app;
+  std::string path;  // "" or "replicators", "dlq", ...
+  while (true) {
+    std::vector<CLI::App*> parsed = at->get_subcommands();
+    if (parsed.empty()) break;
+    at = parsed.front();
+    path += (path.empty() ? "" : " ") + at->get_name();
+  }
+  std::vector<CLI::App*> known = at->get_subcommands({});
+  if (known.empty() || at->get_require_subcommand_min() == 0) return "";
+  std::vector<std::string> left = app.remaining(true);
+  if (!left.empty() && left.front().rfind('-', 0) == 0) return "";
+  std::string names;
+  for (const CLI::App* command : known) {
+    names += (names.empty() ? "" : ", ") + command->get_name();
+  }
+  std::string command = path.empty() ? "s3db" : "s3db " + path;
+  std::string problem = left.empty() ? "a command is required" : "unknown command '" + left.front() + "'";
+  return (path.empty() ? "" : path + ": ") + problem + "; commands: " + names + " (see " +
+         command + " --help)";
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{
       "s3db: a document database on S3-compatible storage, with replication.\n"
@@ -1641,8 +1678,10 @@ add_replicator_command(dlq, "purge", "dlq-purge", "Delete every dead letter", tr
 try {
   app.parse(argc, argv);
 } catch (const CLI::ParseError& error) {
+  if (std::string unknown = UnknownCommandMessage(app, error); !unknown.empty()) return Usage(unknown);
   std::ostringstream out, err;
   int code = app.exit(error, out, err);
+  if (code != 0) code = kExitUsage;  // CLI11's own codes (106, 109, ...) mean nothing to users
   std::string printed = RedactSecrets(out.str());
   std::fwrite(printed.data(), 1, printed.size(), stdout);
   printed = RedactSecrets(err.str());

@@ -54,6 +54,7 @@ class JsonArraySource : public RecordSource {
   Result<std::optional<SourceRecord>> Next() override {
     constexpr int kEnd = CharReader::kEnd;
     if (state_ == State::kDone) return std::optional<SourceRecord>();
+    if (state_ == State::kUnclosed) return Fatal(UnclosedMessage());
     SkipSpace();
     if (state_ == State::kStart) {
       int c = reader_.Peek();
@@ -81,8 +82,11 @@ class JsonArraySource : public RecordSource {
       int c = reader_.Peek();
       if (c == kEnd) {
         if (state_ == State::kSingleObject && depth == 0) break;
-        return Fatal("the JSON array that starts on line " + std::to_string(array_line_) +
-                     " is not closed (unexpected end of file)");
+        if (state_ == State::kSingleObject) {
+          return Fatal("the JSON object that starts on line " + std::to_string(line) +
+                       " is not closed (unexpected end of file)");
+        }
+        return EndInsideArray(std::move(text), line, depth == 0 && !in_string);
       }
       if (in_string) {
         text += static_cast<char>(reader_.Get());
@@ -133,11 +137,34 @@ class JsonArraySource : public RecordSource {
   std::uint64_t bytes_read() const override { return reader_.bytes(); }
 
  private:
-  enum class State { kStart, kInArray, kSingleObject, kDone };
+  // kUnclosed: the file ended inside the array after an element; Next reports it once.
+  enum class State { kStart, kInArray, kSingleObject, kUnclosed, kDone };
 
   void SkipSpace() {
     while (IsSpace(reader_.Peek())) reader_.Get();
     if (state_ == State::kStart) array_line_ = reader_.line();
+  }
+
+  std::string UnclosedMessage() const {
+    return "the JSON array that starts on line " + std::to_string(array_line_) +
+           " is not closed (unexpected end of file); the file looks truncated";
+  }
+
+  // The file ends inside the array. The element read so far is still returned, so every
+  // element is either written or counted as failed with its line: a complete one is parsed as
+  // usual, a cut-off one is a failed record. The next call reports the missing ']'.
+  Result<std::optional<SourceRecord>> EndInsideArray(std::string text, std::size_t line,
+                                                     bool complete) {
+    std::size_t end = text.find_last_not_of(" \t\r\n");
+    text.resize(end == std::string::npos ? 0 : end + 1);
+    if (text.empty()) return Fatal(UnclosedMessage());
+    state_ = State::kUnclosed;
+    if (complete) return std::optional<SourceRecord>(ParseRecord(text, line));
+    SourceRecord cut;
+    cut.line = line;
+    cut.error = "line " + std::to_string(line) +
+                ": the element that starts here is cut off by the end of the file";
+    return std::optional<SourceRecord>(std::move(cut));
   }
 
   tl::unexpected<Error> Fatal(const std::string& message) {

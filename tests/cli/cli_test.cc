@@ -220,8 +220,23 @@ TEST_F(CliTest, HelpListsTheCommands) {
 
 TEST_F(CliTest, UnknownCommandFailsWithUsage) {
   CliResult result = Run({"frobnicate"});
-  EXPECT_NE(result.exit_code, 0);
-  EXPECT_FALSE(result.err.empty());
+  EXPECT_EQ(result.exit_code, 2) << Describe(result);
+  EXPECT_EQ(result.err.rfind("s3db: unknown command 'frobnicate'; commands: resource, insert,", 0),
+            0u)
+      << result.err;
+  CliResult nested = Run({"replicators", "frobnicate"});
+  EXPECT_EQ(nested.exit_code, 2) << Describe(nested);
+  EXPECT_NE(nested.err.find("s3db: replicators: unknown command 'frobnicate'; commands: list, "
+                            "stats, enable, disable, sync, tail"),
+            std::string::npos)
+      << nested.err;
+  CliResult none = Run({});
+  EXPECT_EQ(none.exit_code, 2) << Describe(none);
+  EXPECT_NE(none.err.find("a command is required; commands: resource"), std::string::npos);
+  // Every other usage error is 2 as well (CLI11's own codes are 100 and up); help is 0.
+  CliResult bad_option = Run({"list", "users", "--bogus"});
+  EXPECT_EQ(bad_option.exit_code, 2) << Describe(bad_option);
+  EXPECT_EQ(Run({"dlq", "--help"}).exit_code, 0);
 }
 
 TEST_F(CliTest, ResourceCreateAndList) {
@@ -383,9 +398,19 @@ TEST_F(CliTest, MalformedImportNamesFileAndLine) {
       << csv.err;
   EXPECT_NE(csv.out.find("imported 1"), std::string::npos);
 
+  // A missing ']': every element is imported or counted as failed, then the error.
   WriteFile("open.json", "[\n{\"id\":\"a\"},\n{\"id\":\"b\"}\n");
   CliResult json = Run({"import", "open.json", "-r", "t"});
   EXPECT_NE(json.exit_code, 0);
+  EXPECT_NE(json.out.find("imported 2, failed 0"), std::string::npos) << Describe(json);
+  EXPECT_EQ(Run({"get", "t", "b"}).exit_code, 0);
+  WriteFile("cut.json", "[\n{\"id\":\"c\"},\n{\"id\":\"d\",\n\"x\":[1,");
+  CliResult cut = Run({"import", "cut.json", "-r", "t"});
+  EXPECT_NE(cut.exit_code, 0);
+  EXPECT_NE(cut.out.find("imported 1, failed 1"), std::string::npos) << Describe(cut);
+  EXPECT_NE(cut.err.find("cut.json: line 3: the element that starts here is cut off"),
+            std::string::npos)
+      << cut.err;
   EXPECT_NE(json.err.find("open.json: line"), std::string::npos) << json.err;
   EXPECT_NE(json.err.find("not closed"), std::string::npos) << json.err;
 

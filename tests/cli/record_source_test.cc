@@ -124,10 +124,29 @@ TEST(JsonArraySource, BadElementIsARecordErrorWithItsLine) {
   EXPECT_EQ(c.errors[1].rfind("line 5: expected a JSON object", 0), 0u) << c.errors[1];
 }
 
-TEST(JsonArraySource, UnclosedArrayIsFatal) {
+TEST(JsonArraySource, UnclosedArrayIsFatalAfterEveryElementIsAccountedFor) {
+  // The last complete element before the end of the file is still a record.
   Collected c = Collect(InputFormat::kJson, "[\n{\"a\":1},\n{\"a\":2}\n");
-  EXPECT_EQ(c.records.size(), 1u);
+  EXPECT_EQ(c.records, (std::vector<std::string>{R"({"a":1})", R"({"a":2})"}));
+  EXPECT_TRUE(c.errors.empty());
+  EXPECT_NE(c.fatal.find("line 1 is not closed"), std::string::npos) << c.fatal;
+  EXPECT_NE(c.fatal.find("truncated"), std::string::npos) << c.fatal;
+  // An element cut off by the end of the file is a failed record with its line.
+  c = Collect(InputFormat::kJson, "[\n{\"a\":1},\n{\"a\":2,\n \"b\":[1,");
+  EXPECT_EQ(c.records, (std::vector<std::string>{R"({"a":1})"}));
+  ASSERT_EQ(c.errors.size(), 1u);
+  EXPECT_EQ(c.errors[0], "line 3: the element that starts here is cut off by the end of the file");
   EXPECT_NE(c.fatal.find("is not closed"), std::string::npos) << c.fatal;
+  // Cut inside a string, and after a comma: nothing to count, only the fatal error.
+  c = Collect(InputFormat::kJson, "[{\"a\":\"x");
+  EXPECT_EQ(c.errors.size(), 1u);
+  c = Collect(InputFormat::kJson, "[{\"a\":1},\n");
+  EXPECT_EQ(c.records.size(), 1u);
+  EXPECT_TRUE(c.errors.empty());
+  EXPECT_NE(c.fatal.find("is not closed"), std::string::npos) << c.fatal;
+  EXPECT_NE(Collect(InputFormat::kJson, "{\"a\":[1,").fatal.find("JSON object that starts on "
+                                                               "line 1 is not closed"),
+            std::string::npos);
   EXPECT_NE(Collect(InputFormat::kJson, "[{}] x").fatal.find("unexpected text"), std::string::npos);
   EXPECT_NE(Collect(InputFormat::kJson, "nope").fatal.find("line 1:"), std::string::npos);
 }

@@ -60,6 +60,30 @@ Result<JsonObject> ParseJsonObjectInput(std::string_view text) {
   return std::move(value.get_object());
 }
 
+Result<std::uint64_t> ParseCountParameter(std::string_view name, std::string_view text,
+                                          std::uint64_t max) {
+  auto fail = [&](const std::string& why) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(name) + ": '" + std::string(text) + "' " + why);
+  };
+  if (text.empty()) return fail("is not a non-negative integer (the value is empty)");
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return fail("is not a non-negative integer");
+    unsigned digit = static_cast<unsigned>(c - '0');
+    if (value > (max - digit) / 10) return fail("is too large (at most " + std::to_string(max) + ")");
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+Result<bool> ParseBoolParameter(std::string_view name, std::string_view text) {
+  if (text == "true") return true;
+  if (text == "false") return false;
+  return MakeError(ErrorCode::kInvalidArgument, std::string(name) + ": '" + std::string(text) +
+                                                    "' is not true or false");
+}
+
 bool IsJsonNumber(std::string_view text) {
   std::size_t i = 0;
   auto digits = [&] {

@@ -1187,6 +1187,36 @@ class Service {
   Service(Session& session, ChangeFeed& feed) : session_(session), feed_(feed) {}
 
   void Route(httplib::Server& server) {
+    // cpp-httplib answers a POST without Content-Length (`curl -X POST URL`) with a bare 400
+    // before any handler runs; such a request has no body, so say so.
+    server.set_pre_routing_handler([](const httplib::Request& request, httplib::Response&) {
+      if (!request.has_header("Content-Length") && !request.has_header("Transfer-Encoding")) {
+        const_cast<httplib::Request&>(request).set_header("Content-Length", "0");
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    // Every 4xx and 5xx carries a JSON error body, also those cpp-httplib makes itself.
+    httplib::Server::HandlerWithResponse error_body = [](const httplib::Request& request,
+                                                         httplib::Response& response) {
+      if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      ErrorCode code = ErrorCode::kInvalidArgument;
+      std::string message = "bad request: " + request.method + " " + request.path;
+      if (response.status == 404) {
+        code = ErrorCode::kNotFound;
+        message = "no such endpoint: " + request.method + " " + request.path +
+                  " (the admin API is listed in docs/cli.md)";
+      } else if (response.status == 413) {
+        message = "the request body is too large";
+      } else if (response.status >= 500) {
+        code = ErrorCode::kInternal;
+        message = "internal error (HTTP " + std::to_string(response.status) + ")";
+      }
+      JsonObject body;
+      body["error"] = ErrorToJson(Error(code, message));
+      response.set_content(JsonLine(body) + "\n", "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    server.set_error_handler(error_body);
     server.Get("/health", [this](const auto&, auto& response) { Health(response); });
     server.Get("/metrics", [this](const auto&, auto& response) {
       response.set_content(RenderPrometheus(AllStats()), "text/plain; version=0.0.4");
@@ -1226,8 +1256,12 @@ class Service {
     });
     server.Get(R"(/dlq/([^/]+))", [this](const auto& request, auto& response) {
       if (!RequirePlugin(response)) return;
-      std::size_t limit = 100;
-      if (request.has_param("limit")) limit = std::stoul(request.get_param_value("limit"));
+      std::uint64_t limit = 100;
+      if (request.has_param("limit")) {
+        auto parsed = ParseCountParameter("limit", request.get_param_value("limit"));
+        if (!parsed) return SendError(response, parsed.error());
+        limit = *parsed;
+      }
       auto letters = plugin()->ListDeadLetters(request.matches[1].str(), limit);
       if (!letters) return SendError(response, letters.error());
       JsonArray out;
@@ -1261,6 +1295,7 @@ class Service {
                  [this](const auto& request, auto& response) {
                    auto resource = session_.database->GetResource(request.matches[1].str());
                    if (!resource) return SendError(response, resource.error());
+                   if (request.body.empty()) return SendEmptyBody(response, "a JSON object");
                    auto changes = ParseJsonObjectInput(request.body);
                    if (!changes) return SendError(response, changes.error());
                    auto record = (*resource)->Update(request.matches[2].str(), *changes);
@@ -1293,6 +1328,11 @@ class Service {
  private:
   replicator::ReplicatorPlugin* plugin() const { return session_.plugin.get(); }
 
+  static void SendEmptyBody(httplib::Response& response, const std::string& expected) {
+    SendError(response, Error(ErrorCode::kInvalidArgument,
+                              "the request body is empty; send " + expected));
+  }
+
   bool RequirePlugin(httplib::Response& response) {
     if (plugin()) return true;
     SendError(response, Error(ErrorCode::kNotFound, "no replicator is configured"));
@@ -1322,10 +1362,14 @@ class Service {
       response.set_content("", "application/x-ndjson");
       return;
     }
-    std::uint64_t after = std::stoull(request.get_param_value("after"));
+    auto after_parsed = ParseCountParameter("after", request.get_param_value("after"));
+    if (!after_parsed) return SendError(response, after_parsed.error());
+    std::uint64_t after = *after_parsed;
     long timeout_ms = 20000;
     if (request.has_param("timeoutMs")) {
-      timeout_ms = std::clamp(std::stol(request.get_param_value("timeoutMs")), 0L, 60000L);
+      auto parsed = ParseCountParameter("timeoutMs", request.get_param_value("timeoutMs"));
+      if (!parsed) return SendError(response, parsed.error());
+      timeout_ms = static_cast<long>(std::min<std::uint64_t>(*parsed, 60000));
     }
     std::uint64_t head = after;
     std::string lines = feed_.Wait(after, std::chrono::milliseconds(timeout_ms), &head);
@@ -1336,7 +1380,15 @@ class Service {
   void WriteRecords(const httplib::Request& request, httplib::Response& response) {
     auto resource = session_.database->GetResource(request.matches[1].str());
     if (!resource) return SendError(response, resource.error());
-    bool upsert = request.has_param("upsert") && request.get_param_value("upsert") == "true";
+    bool upsert = false;
+    if (request.has_param("upsert")) {
+      auto parsed = ParseBoolParameter("upsert", request.get_param_value("upsert"));
+      if (!parsed) return SendError(response, parsed.error());
+      upsert = *parsed;
+    }
+    if (request.body.empty()) {
+      return SendEmptyBody(response, "a JSON object or an array of objects");
+    }
     auto body = ParseJsonInput(request.body);
     if (!body) return SendError(response, body.error());
     if (body->is_object()) {

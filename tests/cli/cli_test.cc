@@ -859,10 +859,15 @@ class KeepAliveClient {
   ~KeepAliveClient() { ::close(fd_); }
 
   bool GetHealth(std::chrono::milliseconds timeout) {
-    const std::string request =
-        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n";
+    return Exchange("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+                    timeout)
+               .rfind("HTTP/1.1 ", 0) == 0;
+  }
+
+  // Sends `request` as it is and returns the whole answer (head and body), "" when none came.
+  std::string Exchange(const std::string& request, std::chrono::milliseconds timeout) {
     if (!connected_ || ::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) < 0) {
-      return false;
+      return "";
     }
     std::string answer;
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -872,17 +877,17 @@ class KeepAliveClient {
         std::size_t length = answer.find("Content-Length: ");
         if (length != std::string::npos &&
             answer.size() >= head_end + 4 + std::stoul(answer.substr(length + 16))) {
-          return answer.rfind("HTTP/1.1 ", 0) == 0;
+          return answer;
         }
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
+      if (left.count() <= 0) return "";
       pollfd poll_fd{fd_, POLLIN, 0};
-      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) return false;
+      if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) return "";
       char buffer[4096];
       ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) return false;
+      if (n <= 0) return "";
       answer.append(buffer, static_cast<std::size_t>(n));
     }
   }
@@ -944,6 +949,59 @@ TEST_F(CliTest, RunServesMoreKeepAliveClientsThanCores) {
   }
   for (auto& client : clients) EXPECT_TRUE(client->GetHealth(std::chrono::milliseconds(2500)));
 
+  service.Signal(SIGTERM);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+}
+
+// Regressions: a POST without a body (`curl -X POST URL`, no Content-Length) got a bare 400
+// from cpp-httplib, and a bad query parameter answered {"message":"stoul"}.
+TEST_F(CliTest, AdminApiTakesBodilessPostsAndNamesBadParameters) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  KeepAliveClient client(url);
+  auto send = [&](const std::string& method, const std::string& target) {
+    return client.Exchange(method + " " + target +
+                               " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+                           std::chrono::seconds(10));
+  };
+  auto body_of = [](const std::string& answer) {
+    std::size_t end = answer.find("\r\n\r\n");
+    return end == std::string::npos ? std::string() : answer.substr(end + 4);
+  };
+  for (const char* target : {"/replicators/backup/sync", "/replicators/backup/enable",
+                             "/replicators/backup/disable", "/dlq/backup/replay",
+                             "/dlq/backup/purge"}) {
+    std::string answer = send("POST", target);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << target << "\n" << answer;
+    EXPECT_TRUE(ParseJsonObject(body_of(answer)).has_value()) << target << "\n" << answer;
+  }
+  struct Case {
+    std::string method, target, status, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"GET", "/dlq/backup?limit=abc", "400", "limit: 'abc' is not a non-negative integer"},
+           {"GET", "/dlq/backup?limit=-1", "400", "limit: '-1' is not a non-negative integer"},
+           {"GET", "/changes?after=abc", "400", "after: 'abc' is not a non-negative integer"},
+           {"GET", "/changes?after=0&timeoutMs=1.5", "400",
+            "timeoutMs: '1.5' is not a non-negative integer"},
+           {"GET", "/changes?after=99999999999999999999", "400",
+            "after: '99999999999999999999' is too large"},
+           {"POST", "/resources/users/records?upsert=yes", "400",
+            "upsert: 'yes' is not true or false"},
+           {"POST", "/resources/users/records", "400", "the request body is empty"},
+           {"GET", "/nosuch", "404", "no such endpoint: GET /nosuch"},
+           {"PUT", "/health", "404", "no such endpoint: PUT /health"},
+       }) {
+    std::string answer = send(c.method, c.target);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 " + c.status, 0), 0u) << c.target << "\n" << answer;
+    auto body = ParseJsonObject(body_of(answer));
+    ASSERT_TRUE(body.has_value()) << c.target << "\n" << answer;
+    std::string message(body->at("error").at("message").as_string());
+    EXPECT_NE(message.find(c.message), std::string::npos) << c.target << ": " << message;
+  }
   service.Signal(SIGTERM);
   CliResult stopped = service.Finish();
   EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);

@@ -254,5 +254,23 @@ TEST(JsonInput, RefusesTextAfterTheValue) {
   EXPECT_FALSE(IsJsonNumber(""));
 }
 
+TEST(JsonInput, ParametersNameThemselvesAndTheExpectedForm) {
+  EXPECT_EQ(*ParseCountParameter("limit", "0"), 0u);
+  EXPECT_EQ(*ParseCountParameter("after", "18446744073709551615"), UINT64_MAX);
+  EXPECT_EQ(ParseCountParameter("limit", "abc").error().message,
+            "limit: 'abc' is not a non-negative integer");
+  EXPECT_EQ(ParseCountParameter("limit", "-1").error().message,
+            "limit: '-1' is not a non-negative integer");
+  EXPECT_FALSE(ParseCountParameter("limit", " 1").has_value());
+  EXPECT_NE(ParseCountParameter("after", "18446744073709551616").error().message.find("too large"),
+            std::string::npos);
+  EXPECT_NE(ParseCountParameter("n", "11", 10).error().message.find("at most 10"),
+            std::string::npos);
+  EXPECT_EQ(*ParseCountParameter("n", "10", 10), 10u);
+  EXPECT_TRUE(*ParseBoolParameter("upsert", "true"));
+  EXPECT_FALSE(*ParseBoolParameter("upsert", "false"));
+  EXPECT_EQ(ParseBoolParameter("upsert", "1").error().message, "upsert: '1' is not true or false");
+}
+
 }  // namespace
 }  // namespace s3db::cli

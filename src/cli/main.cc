@@ -1505,6 +1505,9 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   std::size_t replicators = session.plugin ? session.plugin->ListReplicators().size() : 0;
   spdlog::info("serving {} (/metrics, /health, admin API) for {} with {} replicator(s)", url,
                session.database->Describe(), replicators);
+  std::string warning = UnauthenticatedListenWarning(
+      http.host, url, listen_override.empty() ? "http.listen in " + global.config_path : "--listen");
+  if (!warning.empty()) PrintError(warning);
   PrintText("s3db run: listening on " + url);
 
   int signal_number = 0;

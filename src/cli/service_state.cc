@@ -1,5 +1,7 @@
 #include "cli/service_state.h"
 
+#include <arpa/inet.h>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -130,6 +132,28 @@ void ApplyReplicatorOverrides(const std::map<std::string, bool>& overrides,
     auto found = overrides.find(EffectiveReplicatorId(options.replicators[i], i));
     if (found != overrides.end()) options.replicators[i].enabled = found->second;
   }
+}
+
+bool IsLoopbackHost(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  in_addr address{};
+  std::string text(host);
+  if (::inet_pton(AF_INET, text.c_str(), &address) == 1) {
+    return (ntohl(address.s_addr) >> 24) == 127;
+  }
+  return false;
+}
+
+std::string UnauthenticatedListenWarning(std::string_view host, const std::string& url,
+                                         const std::string& where) {
+  if (IsLoopbackHost(host)) return "";
+  return "warning: listening on " + url +
+         ", which is not a loopback address: the admin API has no authentication, so anyone "
+         "who can reach it can read, write and delete records and drive the replicators; "
+         "listen on 127.0.0.1 (" + where + ") or put an authenticating proxy in front";
 }
 
 }  // namespace s3db::cli

@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "s3db/error.h"
 #include "s3db/json.h"
@@ -48,6 +49,14 @@ Status SaveReplicatorOverride(const std::string& state_dir, const std::string& i
 // Applies the overrides to `options` (by effective id "<driver>-<index>" when no id is given).
 void ApplyReplicatorOverrides(const std::map<std::string, bool>& overrides,
                               replicator::ReplicatorPluginOptions& options);
+
+// True for a host that only this machine can reach: 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(std::string_view host);
+
+// The warning `s3db run` prints when it listens on `host`, "" for a loopback host: the admin
+// API has no authentication. `where` says how to change the address.
+std::string UnauthenticatedListenWarning(std::string_view host, const std::string& url,
+                                         const std::string& where);
 
 // The effective id of the replicator at `index`, as the engine names it.
 std::string EffectiveReplicatorId(const replicator::ReplicatorConfig& config, std::size_t index);

@@ -1007,6 +1007,23 @@ TEST_F(CliTest, AdminApiTakesBodilessPostsAndNamesBadParameters) {
   EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
 }
 
+// The admin API has no authentication: `run` warns when it listens beyond loopback.
+TEST_F(CliTest, RunWarnsWhenListeningOnANonLoopbackAddress) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  for (const std::string listen : {"0.0.0.0:0", "127.0.0.1:0"}) {
+    CliProcess service(dir_.str(), {"-c", "c.yaml", "run", "--listen", listen});
+    ASSERT_FALSE(ListeningUrl(service).empty());
+    service.Signal(SIGTERM);
+    CliResult stopped = service.Finish();
+    EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+    bool warned = stopped.err.find("s3db: warning: listening on http://0.0.0.0:") !=
+                      std::string::npos &&
+                  stopped.err.find("the admin API has no authentication") != std::string::npos &&
+                  stopped.err.find("listen on 127.0.0.1 (--listen)") != std::string::npos;
+    EXPECT_EQ(warned, listen == "0.0.0.0:0") << listen << "\n" << stopped.err;
+  }
+}
+
 TEST_F(CliTest, RunReportsAPausedReplicatorAsUnhealthyWithoutSecrets) {
   WriteFile("c.yaml", R"(connection: file://./data
 resources:

@@ -1,5 +1,6 @@
 // What /metrics and /health serve, from replicator statistics.
 #include "cli/report.h"
+#include "cli/service_state.h"
 
 #include <gtest/gtest.h>
 
@@ -85,6 +86,25 @@ TEST(Report, StatsAndSummaryLine) {
   EXPECT_EQ(ReplicatorSummaryLine(stats),
             "backup (s3db): delivered 7, filtered 2, failed attempts 0 (retried 0), dead "
             "letters 1, latency p50 10.0 ms, p99 12.5 ms");
+}
+
+}  // namespace
+}  // namespace s3db::cli
+
+namespace s3db::cli {
+namespace {
+
+TEST(ServiceState, LoopbackHostsAreTheOnlyOnesWithoutAWarning) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+    EXPECT_EQ(UnauthenticatedListenWarning(host, "http://x", "--listen"), "") << host;
+  }
+  for (const char* host : {"0.0.0.0", "10.0.0.5", "::", "192.168.1.1", "example.com", "128.0.0.1"}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+    EXPECT_NE(UnauthenticatedListenWarning(host, "http://x", "--listen").find("no authentication"),
+              std::string::npos)
+        << host;
+  }
 }
 
 }  // namespace

@@ -83,6 +83,19 @@ const char* kSelectChanges =
 
 Error SqliteError(sqlite3* db, const std::string& what) {
   int code = db ? sqlite3_errcode(db) : SQLITE_ERROR;
+  if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB) {
+    // A damaged file: name it and say what to do, and what that costs.
+    const char* name = sqlite3_db_filename(db, "main");
+    std::string file = name && *name ? name : "changes.db";
+    return Error(ErrorCode::kIo,
+                 "the change log " + file + " is damaged (" + sqlite3_errmsg(db) +
+                     "). Stop every s3db process that uses it, move it aside together with " +
+                     file + "-wal and " + file +
+                     "-shm if they exist, and start again: a new, empty change log is created. "
+                     "What only the old file held is lost: changes not yet delivered, the dead "
+                     "letters and each replicator's position; afterwards run `s3db replicators "
+                     "sync ID` for each replicator to copy the current records again");
+  }
   ErrorCode kind = ErrorCode::kIo;
   if (code == SQLITE_BUSY || code == SQLITE_LOCKED) kind = ErrorCode::kUnavailable;
   return Error(kind, "change log: " + what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
@@ -154,6 +167,8 @@ Status Exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
     std::string text = message ? message : "unknown error";
     sqlite3_free(message);
+    int code = sqlite3_errcode(db) & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return tl::unexpected(SqliteError(db, ""));
     return MakeError(ErrorCode::kIo, std::string("change log: ") + text);
   }
   return Ok();
@@ -647,7 +662,7 @@ class SqliteChangeLog : public ChangeLog {
   Result<std::int64_t> QueryInt(const char* sql) {
     Statement stmt;
     S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, sql));
-    if (sqlite3_step(stmt.get()) != SQLITE_ROW) return tl::unexpected(SqliteError(writer_, sql));
+    if (sqlite3_step(stmt.get()) != SQLITE_ROW) return tl::unexpected(SqliteError(writer_, "read"));
     return static_cast<std::int64_t>(sqlite3_column_int64(stmt.get(), 0));
   }
 

@@ -735,6 +735,49 @@ replicator:
       << typo.err;
 }
 
+// Regression: a damaged change log said "change log: SELECT MAX(m) FROM (...): database disk
+// image is malformed": no file, no way out, SQL text.
+TEST_F(CliTest, DamagedChangeLogIsNamedWithWhatToDo) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  ASSERT_EQ(Run({"-c", "c.yaml", "insert", "users", R"({"id":"a","name":"Ann"})"}).exit_code, 0);
+  std::filesystem::path log = dir_.path() / "data/.s3db-state/replicator/changes.db";
+  ASSERT_TRUE(std::filesystem::exists(log));
+  auto size = std::filesystem::file_size(log);
+  ASSERT_GT(size, 4096u);
+  {
+    // Keep the header page, wreck the rest: "database disk image is malformed".
+    std::fstream file(log, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(4096);
+    file << std::string(size - 4096, '\xff');
+  }
+  std::filesystem::remove(log.string() + "-wal");
+  std::filesystem::remove(log.string() + "-shm");
+  CliResult damaged = Run({"-c", "c.yaml", "insert", "users", R"({"id":"b","name":"Bo"})"});
+  EXPECT_EQ(damaged.exit_code, 1) << Describe(damaged);
+  EXPECT_NE(damaged.err.find("the change log " + log.string() + " is damaged ("),
+            std::string::npos)
+      << damaged.err;
+  EXPECT_NE(damaged.err.find("move it aside"), std::string::npos) << damaged.err;
+  EXPECT_NE(damaged.err.find("is lost: changes not yet delivered"), std::string::npos);
+  EXPECT_EQ(damaged.err.find("SELECT"), std::string::npos) << damaged.err;
+
+  {
+    std::ofstream file(log, std::ios::binary | std::ios::trunc);
+    file << std::string(8192, 'x');  // "file is not a database"
+  }
+  CliResult garbage = Run({"-c", "c.yaml", "replicators", "list"});
+  EXPECT_EQ(garbage.exit_code, 1) << Describe(garbage);
+  EXPECT_NE(garbage.err.find(log.string() + " is damaged (file is not a database)"),
+            std::string::npos)
+      << garbage.err;
+
+  // Doing what the message says works.
+  std::filesystem::rename(log, log.string() + ".damaged");
+  CliResult again = Run({"-c", "c.yaml", "insert", "users", R"({"id":"b","name":"Bo"})"});
+  EXPECT_EQ(again.exit_code, 0) << Describe(again);
+  EXPECT_EQ(Run({"-c", "c.yaml", "replicators", "sync", "backup"}).exit_code, 0);
+}
+
 TEST_F(CliTest, ReplicatorCommandsNeedAReplicatorSection) {
   WriteFile("plain.yaml", "connection: file://./data\n");
   CliResult result = Run({"-c", "plain.yaml", "replicators", "list"});

@@ -8,28 +8,32 @@
 
 namespace s3db::cli {
 
+std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert,
+                                                 ThreadPool* pool, std::vector<JsonObject> records) {
+  if (!upsert) return resource.InsertMany(std::move(records));
+  std::vector<Result<JsonObject>> results(records.size());
+  auto upsert_one = [&](std::size_t i) {
+    if (!records[i].contains(kIdField)) {
+      results[i] = MakeError(ErrorCode::kInvalidArgument, "upsert needs an \"id\" field");
+      return;
+    }
+    results[i] = resource.Upsert(std::move(records[i]));
+  };
+  if (pool) {
+    pool->ParallelFor(records.size(), upsert_one);
+  } else {
+    for (std::size_t i = 0; i < records.size(); ++i) upsert_one(i);
+  }
+  return results;
+}
+
 BatchSink ResourceSink(Resource& resource, bool upsert, ThreadPool* pool) {
   return [&resource, upsert, pool](std::vector<JsonObject> records) {
-    std::vector<Status> statuses(records.size());
-    if (!upsert) {
-      std::vector<Result<JsonObject>> results = resource.InsertMany(std::move(records));
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        if (!results[i]) statuses[i] = tl::unexpected(results[i].error());
-      }
-      return statuses;
-    }
-    auto upsert_one = [&](std::size_t i) {
-      if (!records[i].contains(kIdField)) {
-        statuses[i] = MakeError(ErrorCode::kInvalidArgument, "upsert needs an \"id\" field");
-        return;
-      }
-      auto result = resource.Upsert(std::move(records[i]));
-      if (!result) statuses[i] = tl::unexpected(result.error());
-    };
-    if (pool) {
-      pool->ParallelFor(records.size(), upsert_one);
-    } else {
-      for (std::size_t i = 0; i < records.size(); ++i) upsert_one(i);
+    std::vector<Result<JsonObject>> results =
+        WriteRecordBatch(resource, upsert, pool, std::move(records));
+    std::vector<Status> statuses(results.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (!results[i]) statuses[i] = tl::unexpected(results[i].error());
     }
     return statuses;
   };

@@ -265,6 +265,27 @@ enum class Need {
   kServe,       // `s3db run`: this process must own the replicator state
 };
 
+// What a write prints when the replicators did not deliver within `seconds` (the same text
+// whether the replicator runs in this process or in `s3db run`).
+std::string ReplicationTimeoutWarning(int seconds, const std::string& why,
+                                      const std::string& state_dir, bool service) {
+  return "warning: replication did not finish within " + std::to_string(seconds) + " s (" + why +
+         "); the changes stay in the change log in " + state_dir +
+         (service ? " and the running s3db run keeps delivering them"
+                  : " and are delivered by the next s3db process with this config");
+}
+
+// One "<id> (<driver>): delivered ..." line per replicator of `plugin`.
+std::vector<std::string> ReplicatorSummaries(replicator::ReplicatorPlugin& plugin) {
+  std::vector<std::string> lines;
+  for (const auto& info : plugin.ListReplicators()) {
+    if (auto stats = plugin.GetReplicatorStats(info.id)) {
+      lines.push_back(ReplicatorSummaryLine(*stats));
+    }
+  }
+  return lines;
+}
+
 struct Session {
   std::optional<config::Config> config;
   std::unique_ptr<Database> database;
@@ -279,15 +300,35 @@ struct Session {
 
   bool remote() const { return service != nullptr; }
 
-  // Waits for the replicators to deliver what this process wrote.
-  void WaitForReplication(int seconds) {
-    if (!plugin) return;
-    auto idle = plugin->WaitIdle(std::chrono::seconds(seconds));
-    if (!idle) {
-      PrintError("warning: replication did not finish within " + std::to_string(seconds) + " s (" +
-                 idle.error().message + "); the changes stay in the change log in " + state_dir +
-                 " and are delivered by the next s3db process with this config");
+  // Waits for the replicators to deliver what was written, here or through the running
+  // service (POST /replication/wait), and warns the same way in both cases when they did not
+  // within `seconds`. Returns one summary line per replicator.
+  std::vector<std::string> WaitForReplication(int seconds) {
+    seconds = std::max(seconds, 0);
+    if (service) {
+      auto answer = service->Call("POST", "/replication/wait?seconds=" + std::to_string(seconds),
+                                  nullptr, std::chrono::seconds(seconds + 30));
+      std::vector<std::string> lines;
+      if (!answer || !answer->is_object()) {
+        PrintError("warning: cannot tell whether replication finished: " +
+                   (answer ? std::string("the service sent no object") : answer.error().message));
+        return lines;
+      }
+      const JsonObject& body = answer->get_object();
+      if (const Json* warning = body.if_contains("warning"); warning && warning->is_string()) {
+        PrintError(std::string(warning->get_string()));
+      }
+      if (const Json* list = body.if_contains("replicators"); list && list->is_array()) {
+        for (const Json& line : list->get_array()) {
+          if (line.is_string()) lines.emplace_back(line.get_string());
+        }
+      }
+      return lines;
     }
+    if (!plugin) return {};
+    auto idle = plugin->WaitIdle(std::chrono::seconds(seconds));
+    if (!idle) PrintError(ReplicationTimeoutWarning(seconds, idle.error().message, state_dir, false));
+    return ReplicatorSummaries(*plugin);
   }
 };
 
@@ -445,15 +486,16 @@ int Insert(const GlobalOptions& global, const std::string& resource_name, const 
   if (s.remote()) {
     auto answer = s.service->Call("POST", RecordPath(resource_name), &*input);
     if (!answer) return Fail(answer.error());
+    int exit_code = kExitOk;
     if (!answer->is_array()) {
       PrintLine(*answer);
-      return kExitOk;
+    } else {
+      for (const Json& item : answer->get_array()) {
+        PrintLine(item);
+        if (item.is_object() && item.get_object().contains("error")) exit_code = kExitError;
+      }
     }
-    int exit_code = kExitOk;
-    for (const Json& item : answer->get_array()) {
-      PrintLine(item);
-      if (item.is_object() && item.get_object().contains("error")) exit_code = kExitError;
-    }
+    s.WaitForReplication(global.wait_seconds);
     return exit_code;
   }
 
@@ -508,6 +550,7 @@ int Update(const GlobalOptions& global, const std::string& resource_name, const 
     auto answer = s.service->Call("PATCH", RecordPath(resource_name, id), &body);
     if (!answer) return Fail(answer.error());
     PrintLine(*answer);
+    s.WaitForReplication(global.wait_seconds);
     return kExitOk;
   }
   auto resource = FindResource(s, resource_name);
@@ -530,6 +573,7 @@ int Delete(const GlobalOptions& global, const std::string& resource_name, const 
     auto answer = s.service->Call("DELETE", RecordPath(resource_name, id));
     if (!answer) return Fail(answer.error());
     PrintLine(out);
+    s.WaitForReplication(global.wait_seconds);
     return kExitOk;
   }
   auto resource = FindResource(s, resource_name);
@@ -745,15 +789,9 @@ int Import(const GlobalOptions& global, const ImportCommand& command) {
     PrintError(where + ": " + summary.fatal_error + " (import stopped here)");
   }
 
-  s.WaitForReplication(global.wait_seconds);
+  std::vector<std::string> replicators = s.WaitForReplication(global.wait_seconds);
   PrintText(summary.SummaryLine());
-  if (s.plugin) {
-    for (const auto& info : s.plugin->ListReplicators()) {
-      if (auto stats = s.plugin->GetReplicatorStats(info.id)) {
-        PrintText("replicator " + ReplicatorSummaryLine(*stats));
-      }
-    }
-  }
+  for (const std::string& line : replicators) PrintText("replicator " + line);
   return summary.failed == 0 && summary.fatal_error.empty() ? kExitOk : kExitError;
 }
 
@@ -1281,6 +1319,8 @@ class Service {
     });
     server.Get("/changes",
                [this](const auto& request, auto& response) { Changes(request, response); });
+    server.Post("/replication/wait",
+                [this](const auto& request, auto& response) { WaitForReplication(request, response); });
     server.Post(R"(/resources/([^/]+)/records)",
                 [this](const auto& request, auto& response) { WriteRecords(request, response); });
     server.Get(R"(/resources/([^/]+)/records/([^/]+))",
@@ -1377,6 +1417,32 @@ class Service {
     response.set_content(lines, "application/x-ndjson");
   }
 
+  // POST /replication/wait?seconds=N: what a CLI write waits for after writing through the
+  // service. {"idle":bool, "warning":"..." when not idle, "replicators":["<summary line>"...]}
+  void WaitForReplication(const httplib::Request& request, httplib::Response& response) {
+    std::uint64_t seconds = 60;
+    if (request.has_param("seconds")) {
+      auto parsed = ParseCountParameter("seconds", request.get_param_value("seconds"), 86400);
+      if (!parsed) return SendError(response, parsed.error());
+      seconds = *parsed;
+    }
+    JsonObject out;
+    out["idle"] = true;
+    JsonArray lines;
+    if (plugin()) {
+      auto idle = plugin()->WaitIdle(std::chrono::seconds(seconds));
+      if (!idle) {
+        out["idle"] = false;
+        out["warning"] = ReplicationTimeoutWarning(static_cast<int>(seconds),
+                                                   idle.error().message, session_.state_dir,
+                                                   true);
+      }
+      for (const std::string& line : ReplicatorSummaries(*plugin())) lines.emplace_back(line);
+    }
+    out["replicators"] = std::move(lines);
+    SendRedactedJson(response, out);
+  }
+
   void WriteRecords(const httplib::Request& request, httplib::Response& response) {
     auto resource = session_.database->GetResource(request.matches[1].str());
     if (!resource) return SendError(response, resource.error());
@@ -1415,17 +1481,18 @@ class Service {
       records.push_back(std::move(item.get_object()));
       positions.push_back(i);
     }
-    BatchSink sink = ResourceSink(**resource, upsert, &session_.database->pool());
-    std::vector<Status> statuses = sink(std::move(records));
+    // Each element answers with the stored record, as a local `s3db insert` prints it.
+    std::vector<Result<JsonObject>> written =
+        WriteRecordBatch(**resource, upsert, &session_.database->pool(), std::move(records));
     for (std::size_t k = 0; k < positions.size(); ++k) {
-      JsonObject entry;
-      if (k < statuses.size() && statuses[k]) {
-        entry["ok"] = true;
+      if (k < written.size() && written[k]) {
+        results[positions[k]] = std::move(*written[k]);
       } else {
-        entry["error"] = ErrorToJson(k < statuses.size() ? statuses[k].error()
-                                                         : Error(ErrorCode::kInternal, "lost"));
+        JsonObject entry;
+        entry["error"] = ErrorToJson(k < written.size() ? written[k].error()
+                                                        : Error(ErrorCode::kInternal, "lost"));
+        results[positions[k]] = std::move(entry);
       }
-      results[positions[k]] = std::move(entry);
     }
     SendJson(response, results);
   }

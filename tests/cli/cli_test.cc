@@ -886,6 +886,80 @@ TEST_F(CliTest, RunServesMetricsHealthAndWritesAndStopsCleanly) {
   EXPECT_EQ(ParseObject(copied.out).at("age"), Json(50));
 }
 
+// Regression: through a running service, `insert` printed {"ok":true} per record, `--wait`
+// returned at once without a warning, and `import` printed no replicator lines.
+TEST_F(CliTest, WritesPrintTheSameWithAndWithoutTheService) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  WriteFile("one.jsonl", R"({"id":"j1","name":"Jo"})"
+                         "\n");
+  WriteFile("two.jsonl", R"({"id":"j2","name":"Jay"})"
+                         "\n");
+  auto check = [&](const std::string& suffix) {
+    SCOPED_TRACE(suffix);
+    CliResult inserted = Run({"-c", "c.yaml", "insert", "users",
+                              R"([{"id":"a)" + suffix + R"(","name":"A"},{"id":"b)" + suffix +
+                                  R"("}])"});
+    EXPECT_EQ(inserted.exit_code, 1) << Describe(inserted);
+    std::vector<std::string> lines = Lines(inserted.out);
+    ASSERT_EQ(lines.size(), 2u) << inserted.out;
+    JsonObject stored = ParseObject(lines[0]);
+    EXPECT_EQ(stored.at("id"), Json("a" + suffix));
+    EXPECT_EQ(stored.at("_rev"), Json(1));
+    EXPECT_NE(lines[1].find(R"({"error":{"code":"validation")"), std::string::npos) << lines[1];
+
+    CliResult imported =
+        Run({"-c", "c.yaml", "import", suffix == "1" ? "one.jsonl" : "two.jsonl", "-r", "users"});
+    EXPECT_EQ(imported.exit_code, 0) << Describe(imported);
+    EXPECT_NE(imported.out.find("imported 1, failed 0"), std::string::npos) << imported.out;
+    EXPECT_NE(imported.out.find("\nreplicator backup (s3db): delivered "), std::string::npos)
+        << imported.out;
+  };
+  check("0");  // no service: this process runs the replicator
+  {
+    CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+    ASSERT_FALSE(ListeningUrl(service).empty());
+    check("1");
+    service.Signal(SIGTERM);
+    EXPECT_EQ(service.Finish().exit_code, 0);
+  }
+
+  // A target that is down: --wait waits and warns, with or without the service.
+  WriteFile("down.yaml", R"(connection: file://./downdata
+resources:
+  users: {}
+replicator:
+  retryBaseMs: 10
+  maxBackoffMs: 200
+  replicators:
+    - driver: s3db
+      id: down
+      resources: [users]
+      config: { connectionString: "http://KEY:TOPSECRET@127.0.0.1:1/bucket" }
+http: { listen: "127.0.0.1:0" }
+)");
+  auto waits = [&](const std::string& id, const std::string& who) {
+    auto started = std::chrono::steady_clock::now();
+    CliResult result =
+        Run({"-c", "down.yaml", "--wait", "2", "insert", "users", R"({"id":")" + id + "\"}"});
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_EQ(result.exit_code, 0) << Describe(result);
+    EXPECT_EQ(ParseObject(result.out).at("_rev"), Json(1));
+    EXPECT_GE(seconds, 1.9) << who;
+    EXPECT_NE(result.err.find("s3db: warning: replication did not finish within 2 s"),
+              std::string::npos)
+        << who << ": " << result.err;
+    EXPECT_NE(result.err.find(who), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find("TOPSECRET"), std::string::npos);
+  };
+  waits("d0", "delivered by the next s3db process");
+  CliProcess service(dir_.str(), {"-c", "down.yaml", "run"});
+  ASSERT_FALSE(ListeningUrl(service).empty());
+  waits("d1", "the running s3db run keeps delivering them");
+  service.Signal(SIGTERM);
+  service.Finish();
+}
+
 // A keep-alive client connected to `url` (http://127.0.0.1:PORT): sends GET /health and
 // waits up to `timeout` for the whole answer. Returns false when none came in time.
 class KeepAliveClient {
@@ -1086,8 +1160,12 @@ http: { listen: "127.0.0.1:0" }
   ASSERT_FALSE(url.empty());
   auto http = net::NewHttpClient();
 
-  CliResult inserted = Run({"-c", "c.yaml", "insert", "users", R"({"id":"a"})"});
+  // The target is down: through the service too, the write waits (--wait) and warns.
+  CliResult inserted = Run({"-c", "c.yaml", "--wait", "1", "insert", "users", R"({"id":"a"})"});
   ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+  EXPECT_NE(inserted.err.find("warning: replication did not finish within 1 s"),
+            std::string::npos)
+      << inserted.err;
 
   Result<net::HttpResponse> health = MakeError(ErrorCode::kInternal, "not asked");
   for (int attempt = 0; attempt < 100; ++attempt) {

@@ -225,8 +225,8 @@ for _ in $(seq 200); do
   [[ -n "$url" ]] && break
   sleep 0.05
 done
-s3 -c "$bad/config.yaml" insert items '{"id":"s1","v":1}'
-s3 -c "$bad/config.yaml" update items s1 '{"v":2}'
+s3 -c "$bad/config.yaml" --wait 2 insert items '{"id":"s1","v":1}'
+s3 -c "$bad/config.yaml" --wait 2 update items s1 '{"v":2}'
 sleep 4
 for endpoint in metrics health stats replicators dlq/hook-basic "replicators/pg-down/stats"; do
   curl -s --max-time 5 "$url/$endpoint" >>"$dir/logs/bad.endpoints.txt"

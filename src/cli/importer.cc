@@ -8,8 +8,8 @@
 
 namespace s3db::cli {
 
-std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert,
-                                                 ThreadPool* pool, std::vector<JsonObject> records) {
+std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert, ThreadPool* pool,
+                                                 std::vector<JsonObject> records) {
   if (!upsert) return resource.InsertMany(std::move(records));
   std::vector<Result<JsonObject>> results(records.size());
   auto upsert_one = [&](std::size_t i) {

@@ -26,8 +26,8 @@ using BatchSink = std::function<std::vector<Status>(std::vector<JsonObject> reco
 BatchSink ResourceSink(Resource& resource, bool upsert, ThreadPool* pool);
 
 // What ResourceSink writes with, returning the stored record (or the error) of each, in order.
-std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert,
-                                                 ThreadPool* pool, std::vector<JsonObject> records);
+std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert, ThreadPool* pool,
+                                                 std::vector<JsonObject> records);
 
 struct ImportProgress {
   std::uint64_t imported = 0;

@@ -71,7 +71,8 @@ Result<std::uint64_t> ParseCountParameter(std::string_view name, std::string_vie
   for (char c : text) {
     if (!std::isdigit(static_cast<unsigned char>(c))) return fail("is not a non-negative integer");
     unsigned digit = static_cast<unsigned>(c - '0');
-    if (value > (max - digit) / 10) return fail("is too large (at most " + std::to_string(max) + ")");
+    if (value > (max - digit) / 10)
+      return fail("is too large (at most " + std::to_string(max) + ")");
     value = value * 10 + digit;
   }
   return value;
@@ -80,8 +81,8 @@ Result<std::uint64_t> ParseCountParameter(std::string_view name, std::string_vie
 Result<bool> ParseBoolParameter(std::string_view name, std::string_view text) {
   if (text == "true") return true;
   if (text == "false") return false;
-  return MakeError(ErrorCode::kInvalidArgument, std::string(name) + ": '" + std::string(text) +
-                                                    "' is not true or false");
+  return MakeError(ErrorCode::kInvalidArgument,
+                   std::string(name) + ": '" + std::string(text) + "' is not true or false");
 }
 
 bool IsJsonNumber(std::string_view text) {

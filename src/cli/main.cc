@@ -327,7 +327,8 @@ struct Session {
     }
     if (!plugin) return {};
     auto idle = plugin->WaitIdle(std::chrono::seconds(seconds));
-    if (!idle) PrintError(ReplicationTimeoutWarning(seconds, idle.error().message, state_dir, false));
+    if (!idle)
+      PrintError(ReplicationTimeoutWarning(seconds, idle.error().message, state_dir, false));
     return ReplicatorSummaries(*plugin);
   }
 };
@@ -1319,8 +1320,9 @@ class Service {
     });
     server.Get("/changes",
                [this](const auto& request, auto& response) { Changes(request, response); });
-    server.Post("/replication/wait",
-                [this](const auto& request, auto& response) { WaitForReplication(request, response); });
+    server.Post("/replication/wait", [this](const auto& request, auto& response) {
+      WaitForReplication(request, response);
+    });
     server.Post(R"(/resources/([^/]+)/records)",
                 [this](const auto& request, auto& response) { WriteRecords(request, response); });
     server.Get(R"(/resources/([^/]+)/records/([^/]+))",
@@ -1369,8 +1371,8 @@ class Service {
   replicator::ReplicatorPlugin* plugin() const { return session_.plugin.get(); }
 
   static void SendEmptyBody(httplib::Response& response, const std::string& expected) {
-    SendError(response, Error(ErrorCode::kInvalidArgument,
-                              "the request body is empty; send " + expected));
+    SendError(response,
+              Error(ErrorCode::kInvalidArgument, "the request body is empty; send " + expected));
   }
 
   bool RequirePlugin(httplib::Response& response) {
@@ -1433,9 +1435,8 @@ class Service {
       auto idle = plugin()->WaitIdle(std::chrono::seconds(seconds));
       if (!idle) {
         out["idle"] = false;
-        out["warning"] = ReplicationTimeoutWarning(static_cast<int>(seconds),
-                                                   idle.error().message, session_.state_dir,
-                                                   true);
+        out["warning"] = ReplicationTimeoutWarning(static_cast<int>(seconds), idle.error().message,
+                                                   session_.state_dir, true);
       }
       for (const std::string& line : ReplicatorSummaries(*plugin())) lines.emplace_back(line);
     }
@@ -1573,7 +1574,8 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   spdlog::info("serving {} (/metrics, /health, admin API) for {} with {} replicator(s)", url,
                session.database->Describe(), replicators);
   std::string warning = UnauthenticatedListenWarning(
-      http.host, url, listen_override.empty() ? "http.listen in " + global.config_path : "--listen");
+      http.host, url,
+      listen_override.empty() ? "http.listen in " + global.config_path : "--listen");
   if (!warning.empty()) PrintError(warning);
   PrintText("s3db run: listening on " + url);
 
@@ -1624,9 +1626,10 @@ std::string UnknownCommandMessage(CLI::App& app, const CLI::ParseError& error) {
     names += (names.empty() ? "" : ", ") + command->get_name();
   }
   std::string command = path.empty() ? "s3db" : "s3db " + path;
-  std::string problem = left.empty() ? "a command is required" : "unknown command '" + left.front() + "'";
-  return (path.empty() ? "" : path + ": ") + problem + "; commands: " + names + " (see " +
-         command + " --help)";
+  std::string problem =
+      left.empty() ? "a command is required" : "unknown command '" + left.front() + "'";
+  return (path.empty() ? "" : path + ": ") + problem + "; commands: " + names + " (see " + command +
+         " --help)";
 }
 
 int Main(int argc, char** argv) {
@@ -1800,7 +1803,8 @@ add_replicator_command(dlq, "purge", "dlq-purge", "Delete every dead letter", tr
 try {
   app.parse(argc, argv);
 } catch (const CLI::ParseError& error) {
-  if (std::string unknown = UnknownCommandMessage(app, error); !unknown.empty()) return Usage(unknown);
+  if (std::string unknown = UnknownCommandMessage(app, error); !unknown.empty())
+    return Usage(unknown);
   std::ostringstream out, err;
   int code = app.exit(error, out, err);
   if (code != 0) code = kExitUsage;  // CLI11's own codes (106, 109, ...) mean nothing to users

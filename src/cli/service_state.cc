@@ -1,7 +1,6 @@
 #include "cli/service_state.h"
 
 #include <arpa/inet.h>
-
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -153,7 +152,8 @@ std::string UnauthenticatedListenWarning(std::string_view host, const std::strin
   return "warning: listening on " + url +
          ", which is not a loopback address: the admin API has no authentication, so anyone "
          "who can reach it can read, write and delete records and drive the replicators; "
-         "listen on 127.0.0.1 (" + where + ") or put an authenticating proxy in front";
+         "listen on 127.0.0.1 (" +
+         where + ") or put an authenticating proxy in front";
 }
 
 }  // namespace s3db::cli

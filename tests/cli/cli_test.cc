@@ -754,8 +754,7 @@ TEST_F(CliTest, DamagedChangeLogIsNamedWithWhatToDo) {
   std::filesystem::remove(log.string() + "-shm");
   CliResult damaged = Run({"-c", "c.yaml", "insert", "users", R"({"id":"b","name":"Bo"})"});
   EXPECT_EQ(damaged.exit_code, 1) << Describe(damaged);
-  EXPECT_NE(damaged.err.find("the change log " + log.string() + " is damaged ("),
-            std::string::npos)
+  EXPECT_NE(damaged.err.find("the change log " + log.string() + " is damaged ("), std::string::npos)
       << damaged.err;
   EXPECT_NE(damaged.err.find("move it aside"), std::string::npos) << damaged.err;
   EXPECT_NE(damaged.err.find("is lost: changes not yet delivered"), std::string::npos);
@@ -896,9 +895,9 @@ TEST_F(CliTest, WritesPrintTheSameWithAndWithoutTheService) {
                          "\n");
   auto check = [&](const std::string& suffix) {
     SCOPED_TRACE(suffix);
-    CliResult inserted = Run({"-c", "c.yaml", "insert", "users",
-                              R"([{"id":"a)" + suffix + R"(","name":"A"},{"id":"b)" + suffix +
-                                  R"("}])"});
+    CliResult inserted =
+        Run({"-c", "c.yaml", "insert", "users",
+             R"([{"id":"a)" + suffix + R"(","name":"A"},{"id":"b)" + suffix + R"("}])"});
     EXPECT_EQ(inserted.exit_code, 1) << Describe(inserted);
     std::vector<std::string> lines = Lines(inserted.out);
     ASSERT_EQ(lines.size(), 2u) << inserted.out;
@@ -1080,17 +1079,17 @@ TEST_F(CliTest, AdminApiTakesBodilessPostsAndNamesBadParameters) {
   ASSERT_FALSE(url.empty());
   KeepAliveClient client(url);
   auto send = [&](const std::string& method, const std::string& target) {
-    return client.Exchange(method + " " + target +
-                               " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
-                           std::chrono::seconds(10));
+    return client.Exchange(
+        method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+        std::chrono::seconds(10));
   };
   auto body_of = [](const std::string& answer) {
     std::size_t end = answer.find("\r\n\r\n");
     return end == std::string::npos ? std::string() : answer.substr(end + 4);
   };
-  for (const char* target : {"/replicators/backup/sync", "/replicators/backup/enable",
-                             "/replicators/backup/disable", "/dlq/backup/replay",
-                             "/dlq/backup/purge"}) {
+  for (const char* target :
+       {"/replicators/backup/sync", "/replicators/backup/enable", "/replicators/backup/disable",
+        "/dlq/backup/replay", "/dlq/backup/purge"}) {
     std::string answer = send("POST", target);
     EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << target << "\n" << answer;
     EXPECT_TRUE(ParseJsonObject(body_of(answer)).has_value()) << target << "\n" << answer;
@@ -1133,10 +1132,10 @@ TEST_F(CliTest, RunWarnsWhenListeningOnANonLoopbackAddress) {
     service.Signal(SIGTERM);
     CliResult stopped = service.Finish();
     EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
-    bool warned = stopped.err.find("s3db: warning: listening on http://0.0.0.0:") !=
-                      std::string::npos &&
-                  stopped.err.find("the admin API has no authentication") != std::string::npos &&
-                  stopped.err.find("listen on 127.0.0.1 (--listen)") != std::string::npos;
+    bool warned =
+        stopped.err.find("s3db: warning: listening on http://0.0.0.0:") != std::string::npos &&
+        stopped.err.find("the admin API has no authentication") != std::string::npos &&
+        stopped.err.find("listen on 127.0.0.1 (--listen)") != std::string::npos;
     EXPECT_EQ(warned, listen == "0.0.0.0:0") << listen << "\n" << stopped.err;
   }
 }
@@ -1163,8 +1162,7 @@ http: { listen: "127.0.0.1:0" }
   // The target is down: through the service too, the write waits (--wait) and warns.
   CliResult inserted = Run({"-c", "c.yaml", "--wait", "1", "insert", "users", R"({"id":"a"})"});
   ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
-  EXPECT_NE(inserted.err.find("warning: replication did not finish within 1 s"),
-            std::string::npos)
+  EXPECT_NE(inserted.err.find("warning: replication did not finish within 1 s"), std::string::npos)
       << inserted.err;
 
   Result<net::HttpResponse> health = MakeError(ErrorCode::kInternal, "not asked");

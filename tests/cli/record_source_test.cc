@@ -144,8 +144,9 @@ TEST(JsonArraySource, UnclosedArrayIsFatalAfterEveryElementIsAccountedFor) {
   EXPECT_EQ(c.records.size(), 1u);
   EXPECT_TRUE(c.errors.empty());
   EXPECT_NE(c.fatal.find("is not closed"), std::string::npos) << c.fatal;
-  EXPECT_NE(Collect(InputFormat::kJson, "{\"a\":[1,").fatal.find("JSON object that starts on "
-                                                               "line 1 is not closed"),
+  EXPECT_NE(Collect(InputFormat::kJson, "{\"a\":[1,")
+                .fatal.find("JSON object that starts on "
+                            "line 1 is not closed"),
             std::string::npos);
   EXPECT_NE(Collect(InputFormat::kJson, "[{}] x").fatal.find("unexpected text"), std::string::npos);
   EXPECT_NE(Collect(InputFormat::kJson, "nope").fatal.find("line 1:"), std::string::npos);

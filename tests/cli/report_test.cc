@@ -1,10 +1,11 @@
 // What /metrics and /health serve, from replicator statistics.
 #include "cli/report.h"
-#include "cli/service_state.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "cli/service_state.h"
 
 namespace s3db::cli {
 namespace {
@@ -99,7 +100,8 @@ TEST(ServiceState, LoopbackHostsAreTheOnlyOnesWithoutAWarning) {
     EXPECT_TRUE(IsLoopbackHost(host)) << host;
     EXPECT_EQ(UnauthenticatedListenWarning(host, "http://x", "--listen"), "") << host;
   }
-  for (const char* host : {"0.0.0.0", "10.0.0.5", "::", "192.168.1.1", "example.com", "128.0.0.1"}) {
+  for (const char* host :
+       {"0.0.0.0", "10.0.0.5", "::", "192.168.1.1", "example.com", "128.0.0.1"}) {
     EXPECT_FALSE(IsLoopbackHost(host)) << host;
     EXPECT_NE(UnauthenticatedListenWarning(host, "http://x", "--listen").find("no authentication"),
               std::string::npos)

@@ -170,7 +170,7 @@ Status Database::SaveCatalogueEntry(const ResourceDefinition& definition) {
     } else {
       options.if_match = etag;
     }
-    auto put = store_->Put(kCatalogueKey, boost::json::serialize(catalogue), options);
+    auto put = store_->Put(kCatalogueKey, ToJson(catalogue), options);
     if (put) {
       catalogue_ = std::move(catalogue);
       return Ok();

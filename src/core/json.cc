@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "formats/json_text.h"
+
 namespace s3db {
 namespace {
 
@@ -154,8 +156,15 @@ Result<JsonObject> ParseJsonObject(std::string_view text, const JsonParseOptions
   return std::move(value.get_object());
 }
 
-std::string ToJson(const Json& value) { return bj::serialize(value); }
-std::string ToJson(const JsonObject& value) { return bj::serialize(value); }
+// Every JSON text s3db writes (stored records, replicated payloads, API answers, messages) goes
+// through the export writer: doubles in their shortest round-trip form (1.5, not 1.5E0) and
+// integers with every digit, so what a user reads is what they wrote.
+std::string ToJson(const Json& value) { return formats::JsonText(value); }
+std::string ToJson(const JsonObject& value) {
+  std::string out;
+  formats::AppendJsonText(value, out);
+  return out;
+}
 
 void DeepMerge(JsonObject& target, const JsonObject& patch) {
   for (const auto& [key, value] : patch) {

@@ -339,14 +339,14 @@ Result<bool> Resource::FinishClaimedDelete(std::string_view id, const std::strin
   tombstone[kRevisionField] = revision;
   tombstone["deletedAt"] = NowMs();
   if (!write_id.empty()) tombstone[kWriteIdField] = write_id;
-  S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
+  S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), ToJson(tombstone)));
   // Remove the marker only if it is still the same one (a racing finisher may have won).
   PutOptions same;
   same.if_match = etag;
   if (!write_id.empty()) same.metadata[kWriteIdMetadata] = write_id;
   JsonObject finished = marker;
   finished[kDeletedAtField] = std::int64_t{0};
-  auto claimed = store_.Put(DataKey(id), boost::json::serialize(finished), same);
+  auto claimed = store_.Put(DataKey(id), ToJson(finished), same);
   if (!claimed) {
     if (claimed.error().code == ErrorCode::kConflict) return false;
     if (claimed.error().code == ErrorCode::kNotFound) return false;
@@ -387,7 +387,7 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
     next[kIdField] = id;
     next[kRevisionField] = revision;
     S3DB_ASSIGN_OR_RETURN(next, Prepare(std::move(next), current ? &*current : nullptr));
-    std::string body = boost::json::serialize(next);
+    std::string body = ToJson(next);
     if (body.size() > kMaxRecordBytes) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "record '" + std::string(id) + "' is " + std::to_string(body.size()) +
@@ -451,7 +451,7 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
   data[kRevisionField] = revision;
   data.erase(kDeletedField);
   S3DB_ASSIGN_OR_RETURN(JsonObject record, Prepare(std::move(data), nullptr));
-  std::string body = boost::json::serialize(record);
+  std::string body = ToJson(record);
   if (body.size() > kMaxRecordBytes) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "record '" + id + "' is " + std::to_string(body.size()) +
@@ -603,7 +603,7 @@ Status Resource::Delete(std::string_view id) {
     change.action = Action::kDelete;
     change.before = current;
     S3DB_RETURN_IF_ERROR(PrepareChange(change, claim));
-    auto claimed = store_.Put(DataKey(id), boost::json::serialize(marker), claim);
+    auto claimed = store_.Put(DataKey(id), ToJson(marker), claim);
     if (!claimed) {
       // A claim that reached the store despite the error is found by the next writer (it
       // finishes stale markers) and by the plugins' intent check at their next start.
@@ -621,7 +621,7 @@ Status Resource::Delete(std::string_view id) {
     tombstone[kWriteIdField] = change.write_id;
     // From here on the delete is claimed: if it stops half-way, readers already see no
     // record, the next writer finishes it, and the intent stays with the plugins.
-    S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), boost::json::serialize(tombstone)));
+    S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), ToJson(tombstone)));
     S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
     return Emit(std::move(change));
   }

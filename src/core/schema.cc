@@ -2,6 +2,7 @@
 
 #include <boost/json/serialize.hpp>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 
@@ -141,9 +142,17 @@ std::uint64_t CodePoints(std::string_view text) {
 }
 
 std::string Show(const Json& value) {
-  std::string text = boost::json::serialize(value);
+  std::string text = ToJson(value);
   if (text.size() > 60) text = text.substr(0, 57) + "...";
   return text;
+}
+
+// A min/max as the user wrote it: "0", "2.5" (shortest round-trip form, no ".0" added).
+std::string ShowLimit(double limit) {
+  char buffer[64];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, limit);
+  if (error != std::errc()) return Show(Json(limit));
+  return std::string(buffer, end);
 }
 
 bool IsEmail(std::string_view text) {
@@ -285,10 +294,10 @@ void ValidateAttributes(const std::vector<Attribute>& attributes, const JsonObje
     if (value->is_number()) {
       double number = AsDouble(*value);
       if (attribute.min && number < *attribute.min) {
-        problems.push_back(path + ": " + Show(*value) + " is below min " + Show(*attribute.min));
+        problems.push_back(path + ": " + Show(*value) + " is below min " + ShowLimit(*attribute.min));
       }
       if (attribute.max && number > *attribute.max) {
-        problems.push_back(path + ": " + Show(*value) + " is above max " + Show(*attribute.max));
+        problems.push_back(path + ": " + Show(*value) + " is above max " + ShowLimit(*attribute.max));
       }
     }
     std::optional<std::uint64_t> length;

@@ -54,6 +54,11 @@ std::string_view View(const boost::json::string& text) {
 }  // namespace
 
 void AppendDouble(double value, std::string& out) {
+  if (!std::isfinite(value)) {
+    // JSON has no NaN or infinity; parsing refuses them, so only a computed value gets here.
+    out.append("null");
+    return;
+  }
   char buffer[64];
   auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
   if (error != std::errc()) {

@@ -54,6 +54,7 @@ TEST(SchemaTest, ValidationReportsEveryFailingFieldAtOnce) {
   EXPECT_NE(message.find("5 fields"), std::string::npos) << message;
   EXPECT_NE(message.find("name: is required"), std::string::npos) << message;
   EXPECT_NE(message.find("age: -1 is below min 0"), std::string::npos) << message;
+  EXPECT_EQ(message.find("0E0"), std::string::npos) << message;  // the limit as written
   EXPECT_NE(message.find("email: \"nope\" is not an email"), std::string::npos) << message;
   EXPECT_NE(message.find("tags[1]: 2 is not a string"), std::string::npos) << message;
   EXPECT_NE(message.find("address.city: is required"), std::string::npos) << message;

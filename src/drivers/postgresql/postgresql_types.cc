@@ -543,10 +543,10 @@ tl::expected<std::optional<std::string>, std::string> EncodeValue(const Json& va
       return std::string(value.get_string());
     case ColumnKind::kJsonb:
     case ColumnKind::kJson:
-      return boost::json::serialize(value);
+      return ToJson(value);
     case ColumnKind::kOther:
       if (value.is_string()) return std::string(value.get_string());
-      return boost::json::serialize(value);
+      return ToJson(value);
   }
   return Unexpected(Mismatch(value, type));
 }

@@ -195,7 +195,7 @@ class S3dbDriver : public Driver {
           marker["rev"] = item.revision;
           marker["deletedAt"] = item.timestamp_ms;
           auto put = target_->store().Put(DeletedMarkerKey(item.target, item.id),
-                                          boost::json::serialize(marker));
+                                          ToJson(marker));
           if (!put) return FromError(put.error());
         }
       }

@@ -45,9 +45,18 @@ struct ConnectionString {
   std::string Redacted() const;
 };
 
-// Replaces the secret in any connection-string-like text ("scheme://key:secret@...") by "***".
-// Safe on arbitrary text: used on every message that may carry a connection string.
+// Replaces the secret in any connection-string-like text ("scheme://key:secret@...") by "***",
+// and every value passed to RegisterSecret wherever it appears. Safe on arbitrary text: used on
+// every message, log line, lastError and dead-letter error that may carry a secret.
 std::string RedactSecrets(std::string_view text);
+
+// Registers a secret value (a password, token, API key, a base64 "user:pass", a minted access
+// token...) for RedactSecrets to mask from now on, process-wide and thread-safe. Drivers call it
+// for every secret they hold and every form they send it in, because receivers echo them back.
+// Values shorter than kMinRegisteredSecret characters are ignored (masking "ab" everywhere would
+// mangle every message); the drivers mask those in their own replies.
+inline constexpr std::size_t kMinRegisteredSecret = 4;
+void RegisterSecret(std::string_view secret);
 
 struct ObjectInfo {
   std::string key;       // relative to the store's prefix

@@ -1,6 +1,11 @@
+#include <algorithm>
 #include <cctype>
+#include <deque>
+#include <mutex>
+#include <shared_mutex>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "s3db/storage.h"
 
@@ -102,7 +107,62 @@ tl::unexpected<Error> Invalid(std::string_view text, const std::string& problem)
 
 }  // namespace
 
+namespace {
+
+std::string RedactUserInfo(std::string_view text);
+
+// The registered secrets, longest first so that a secret holding another is masked whole. Kept
+// bounded: minted access tokens are added every hour for as long as the process runs.
+constexpr std::size_t kMaxRegisteredSecrets = 4096;
+
+struct SecretRegistry {
+  std::shared_mutex mutex;
+  std::vector<std::string> by_length;  // longest first
+  std::deque<std::string> by_age;      // oldest first, to drop when full
+};
+
+SecretRegistry& Registry() {
+  static SecretRegistry* registry = new SecretRegistry();  // never destroyed: used at exit
+  return *registry;
+}
+
+std::string MaskRegistered(std::string text) {
+  SecretRegistry& registry = Registry();
+  std::shared_lock lock(registry.mutex);
+  for (const std::string& secret : registry.by_length) {
+    for (std::size_t at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+void RegisterSecret(std::string_view secret) {
+  if (secret.size() < kMinRegisteredSecret) return;
+  SecretRegistry& registry = Registry();
+  std::unique_lock lock(registry.mutex);
+  auto& list = registry.by_length;
+  if (std::find(list.begin(), list.end(), secret) != list.end()) return;
+  if (registry.by_age.size() >= kMaxRegisteredSecrets) {
+    list.erase(std::find(list.begin(), list.end(), registry.by_age.front()));
+    registry.by_age.pop_front();
+  }
+  registry.by_age.emplace_back(secret);
+  auto at = std::find_if(list.begin(), list.end(),
+                         [&](const std::string& other) { return other.size() < secret.size(); });
+  list.emplace(at, secret);
+}
+
 std::string RedactSecrets(std::string_view text) {
+  return MaskRegistered(RedactUserInfo(text));
+}
+
+namespace {
+
+std::string RedactUserInfo(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   std::size_t pos = 0;
@@ -135,6 +195,8 @@ std::string RedactSecrets(std::string_view text) {
   out.append(text.substr(pos));
   return out;
 }
+
+}  // namespace
 
 Result<ConnectionString> ConnectionString::Parse(std::string_view text) {
   ConnectionString result;

@@ -851,6 +851,32 @@ TEST_F(BigqueryTest, TokenIsCachedUntilFiveMinutesBeforeExpiry) {
   EXPECT_EQ((*tokens)->fetches(), 2u);
 }
 
+// A 403 body may quote the access token back: every minted and refreshed token, the refresh
+// token and the client secret are masked in every message that goes through RedactSecrets
+// (log lines, lastError, dead-letter errors).
+TEST_F(BigqueryTest, MintedTokensAndUserCredentialsAreRedactedEverywhere) {
+  auto credentials = bigquery::ParseCredentials(fake_.AuthorizedUserCredentials(), "test");
+  ASSERT_TRUE(credentials.has_value()) << credentials.error().ToString();
+  auto http = net::NewHttpClient();
+  auto tokens =
+      bigquery::TokenSource::Create(*credentials, *http, "", [this] { return fake_.Now(); });
+  ASSERT_TRUE(tokens.has_value()) << tokens.error().ToString();
+  for (const std::string* secret : {&credentials->refresh_token, &credentials->client_secret}) {
+    std::string echoed = RedactSecrets("HTTP 400: bad grant " + *secret + ".");
+    EXPECT_EQ(echoed, "HTTP 400: bad grant ***.");
+  }
+  auto first = (*tokens)->Token(5s);
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  fake_.AdvanceClock(3600);
+  auto second = (*tokens)->Token(5s);
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  ASSERT_NE(*first, *second);
+  for (const std::string* token : {&*first, &*second}) {
+    EXPECT_EQ(RedactSecrets("HTTP 403 PERMISSION_DENIED: Access Denied: " + *token),
+              "HTTP 403 PERMISSION_DENIED: Access Denied: ***");
+  }
+}
+
 TEST_F(BigqueryTest, UserTokensAreCachedAndRefreshedLikeServiceAccountTokens) {
   auto credentials = bigquery::ParseCredentials(fake_.AuthorizedUserCredentials(), "test");
   ASSERT_TRUE(credentials.has_value()) << credentials.error().ToString();

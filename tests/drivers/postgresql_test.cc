@@ -269,6 +269,45 @@ TEST(PostgresqlOptionsTest, ReportsUnparseableConnectionStringsWithoutThePasswor
       << options.error().message;
 }
 
+// PQconninfoParse checks only the syntax; the values libpq refuses when connecting are refused
+// at start-up instead of pausing the replicator as unreachable, without the password.
+TEST(PostgresqlOptionsTest, RefusesConnectionValuesLibpqWouldRefuse) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"host=127.0.0.1 password='pw Secret9' port=abc", "invalid port number \"abc\""},
+      {"postgresql://app:pwSecret9@127.0.0.1:99999/db", "invalid port number \"99999\""},
+      {"host=a,b,c port=5432,5433 password=pwSecret9", "could not match 2 port numbers to 3 hosts"},
+      {"host=h password=pwSecret9 connect_timeout=soon",
+       "invalid integer value \"soon\" for connection option \"connect_timeout\""},
+      {"host=h password=pwSecret9 sslmode=strict", "invalid sslmode value \"strict\""},
+      {"host=h password=pwSecret9 target_session_attrs=writer",
+       "invalid target_session_attrs value \"writer\""},
+      {"host=h password=pwSecret9 sslrootcert=/nonexistent/root.crt",
+       "sslrootcert file \"/nonexistent/root.crt\" cannot be read"},
+  };
+  for (const auto& [conninfo, expected] : cases) {
+    JsonObject config;
+    config["connectionString"] = conninfo;
+    auto options = ParsePostgresqlOptions(config);
+    ASSERT_FALSE(options) << conninfo;
+    const std::string& message = options.error().message;
+    EXPECT_EQ(options.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(message.rfind("postgresql: config.connectionString: ", 0), 0u) << message;
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+    EXPECT_EQ(message.find("Secret9"), std::string::npos) << message;
+  }
+  JsonObject documented;  // the example in docs/drivers/postgresql.md
+  documented["connectionString"] = "host=127.0.0.1 password='pw Secret9' port=abc";
+  EXPECT_EQ(ParsePostgresqlOptions(documented).error().message,
+            "postgresql: config.connectionString: invalid port number \"abc\" (a whole number "
+            "from 1 to 65535) in host=127.0.0.1 password=*** port=abc");
+  for (const char* good : {"host=h port=5432", "host=a,b port=5432", "host=a,b port=5432,5433",
+                           "postgresql://u:p@h:6543/db?sslmode=verify-full&connect_timeout=5"}) {
+    JsonObject config;
+    config["connectionString"] = good;
+    S3DB_EXPECT_OK(ParsePostgresqlOptions(config));
+  }
+}
+
 TEST(PostgresqlOptionsTest, ReadsEveryOption) {
   auto options = ParsePostgresqlOptions(Object(R"({"connectionString":"host=h",
       "schema":"analytics","revisionColumn":"version","nulCharacters":"strip",
@@ -947,6 +986,27 @@ TEST_F(PostgresqlDriverTest, RefusedCredentialsAreUnauthorizedWithoutThePassword
   EXPECT_NE(results[0].error.find(role), std::string::npos) << results[0].error;
   EXPECT_NE(results[0].error.find("password=***"), std::string::npos) << results[0].error;
   EXPECT_EQ(results[0].error.find("hunter2secret"), std::string::npos) << results[0].error;
+}
+
+// What docs/drivers/postgresql.md says of a missing database: Start fails with
+// kInvalidArgument (the replicator does not start), a database dropped later pauses the
+// replicator as unauthorized.
+TEST_F(PostgresqlDriverTest, AMissingDatabaseFailsStartAndLaterPausesAsUnauthorized) {
+  std::string database = "nodb_" + testing::UniqueToken();
+  std::string url = url_.substr(0, url_.rfind('/') + 1) + database;
+  auto options = ParsePostgresqlOptions(JsonObject{{"connectionString", url}});
+  ASSERT_TRUE(options) << options.error().ToString();
+  PostgresqlDriver driver(std::move(*options), DriverContext{});
+  auto started = driver.Start();
+  ASSERT_FALSE(started);
+  EXPECT_EQ(started.error().code, ErrorCode::kInvalidArgument) << started.error().ToString();
+  EXPECT_NE(started.error().message.find("database \"" + database + "\" does not exist"),
+            std::string::npos)
+      << started.error().message;
+  EXPECT_NE(started.error().message.find("(fix config.connectionString)"), std::string::npos)
+      << started.error().message;
+  auto results = driver.Deliver(std::vector{Change("people", "u1", 1, Action::kInsert)}, 5s);
+  EXPECT_EQ(results[0].outcome, Outcome::kUnauthorized) << results[0].error;
 }
 
 TEST_F(PostgresqlDriverTest, MissingPrivilegesAreUnauthorized) {

@@ -193,6 +193,35 @@ TEST_F(SqsDriverTest, StandardQueueReceivesTheSpecBody) {
   EXPECT_EQ(driver->stats().requests, 1u);
 }
 
+JsonObject Numbers() {
+  return {{"id", "n1"},
+          {"price", 1.5},
+          {"p2", 100.25},
+          {"p4", 12345678.9},
+          {"huge", 1e300},
+          {"tiny", 5e-324},
+          {"negzero", -0.0},
+          {"big", std::int64_t{9007199254740993}},
+          {"ubig", std::uint64_t{18446744073709551615u}}};
+}
+
+constexpr std::string_view kNumbersText =
+    R"("price":1.5,"p2":100.25,"p4":12345678.9,"huge":1e+300,"tiny":5e-324,"negzero":-0.0,)"
+    R"("big":9007199254740993,"ubig":18446744073709551615)";
+
+// The message body holds doubles in their shortest round-trip form and big integers exactly.
+TEST_F(SqsDriverTest, NumbersAreSentInShortestDecimalForm) {
+  std::string queue = sqs_->CreateQueue("numbers");
+  auto driver = MakeDriver({{"queueUrl", queue}});
+  ASSERT_TRUE(driver);
+  auto results = Deliver(*driver, {Item("users", "n1", 1, Action::kInsert, Numbers())});
+  ASSERT_EQ(results.at(0).outcome, Outcome::kDelivered) << results[0].error;
+  auto messages = sqs_->Receive(queue, 1);
+  ASSERT_EQ(messages.size(), 1u);
+  std::string body(messages[0].at("Body").get_string());
+  EXPECT_NE(body.find(kNumbersText), std::string::npos) << body;
+}
+
 TEST_F(SqsDriverTest, FifoQueueGroupsByRecordAndDeduplicatesByChangeId) {
   std::string queue = sqs_->CreateQueue("events.fifo");
   auto driver = MakeDriver({{"queueUrl", queue}});
@@ -441,6 +470,17 @@ void JsonReply(testing::LocalResponse& response, int status, const JsonObject& b
   response.status = status;
   response.headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
   response.body = ToJson(body);
+}
+
+TEST(SqsOptionsTest, RefusesACaFileThatCannotBeRead) {
+  auto options = ParseSqsOptions({{"queueUrl", "https://sqs.us-east-1.amazonaws.com/1/q"},
+                                  {"credentials", {{"accessKeyId", "k"}, {"secretAccessKey", "s"}}},
+                                  {"caFile", "/nonexistent.pem"}});
+  ASSERT_FALSE(options);
+  EXPECT_NE(options.error().message.find(
+                "sqs config.caFile: cannot read '/nonexistent.pem' (No such file or directory)"),
+            std::string::npos)
+      << options.error().message;
 }
 
 TEST(SqsDriverFakeTest, RequestsAreSignedWithSigV4ForSqs) {

@@ -1,9 +1,12 @@
 // The webhook driver against the project's webhook sink (scripts/peers/webhook-sink.mjs, at
 // S3DB_TEST_WEBHOOK_URL), driven directly and through the ReplicatorPlugin.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <ctime>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -210,6 +213,36 @@ TEST_F(WebhookDriverTest, SendsTheSpecPayloadForInsertUpdateAndDelete) {
     EXPECT_EQ(Header(request, "content-type"), "application/json");
   }
   EXPECT_EQ(driver->stats().requests, 3u);
+}
+
+JsonObject Numbers() {
+  return {{"id", "n1"},
+          {"price", 1.5},
+          {"p2", 100.25},
+          {"p4", 12345678.9},
+          {"huge", 1e300},
+          {"tiny", 5e-324},
+          {"negzero", -0.0},
+          {"big", std::int64_t{9007199254740993}},
+          {"ubig", std::uint64_t{18446744073709551615u}}};
+}
+
+constexpr std::string_view kNumbersText =
+    R"("price":1.5,"p2":100.25,"p4":12345678.9,"huge":1e+300,"tiny":5e-324,"negzero":-0.0,)"
+    R"("big":9007199254740993,"ubig":18446744073709551615)";
+
+// Doubles go out in their shortest round-trip form (not Boost's 1.5E0) and integers beyond 2^53
+// with every digit: the bytes the receiver gets.
+TEST_F(WebhookDriverTest, NumbersAreSentInShortestDecimalForm) {
+  auto driver = MakeDriver();
+  ASSERT_TRUE(driver);
+  auto results = Deliver(*driver, {Item("n1", 1, Action::kInsert, Numbers())});
+  ASSERT_EQ(results.at(0).outcome, Outcome::kDelivered) << results[0].error;
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 1u);
+  std::string body(requests[0].at("body").get_string());
+  EXPECT_NE(body.find(kNumbersText), std::string::npos) << body;
+  EXPECT_EQ(body.find("E0"), std::string::npos) << body;
 }
 
 TEST_F(WebhookDriverTest, BearerAuthSendsTheToken) {
@@ -684,6 +717,27 @@ TEST(WebhookOptionsTest, DefaultsAreTheSpecs) {
   EXPECT_TRUE(options->signing_key.empty());
 }
 
+// A caFile that cannot be used is refused at start-up, naming the option and the file, instead
+// of failing every delivery with curl's "error setting certificate file".
+TEST(WebhookOptionsTest, RefusesACaFileThatCannotBeUsed) {
+  testing::TempDir dir;
+  std::string not_pem = dir.str() + "/not.pem";
+  std::ofstream(not_pem) << "hello\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/nonexistent.pem",
+       "webhook config.caFile: cannot read '/nonexistent.pem' (No such file or directory)"},
+      {dir.str(), "webhook config.caFile: '" + dir.str() + "' is a directory"},
+      {not_pem, "webhook config.caFile: '" + not_pem + "' holds no PEM certificate"},
+  };
+  for (const auto& [file, expected] : cases) {
+    auto options = ParseWebhookOptions({{"url", "https://x"}, {"caFile", file}});
+    ASSERT_FALSE(options) << file;
+    EXPECT_EQ(options.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(options.error().message.find(expected), std::string::npos)
+        << options.error().message;
+  }
+}
+
 TEST(WebhookOptionsTest, RefusesBadConfigsNamingTheOption) {
   const std::vector<std::pair<JsonObject, std::string>> cases = {
       {{}, "webhook config.url: required"},
@@ -796,6 +850,7 @@ class WebhookReplicationTest : public WebhookDriverTest {
     if (database_) S3DB_EXPECT_OK(database_->Close());
   }
 
+ public:
   std::shared_ptr<ReplicatorPlugin> Install(JsonObject config, int max_retries = 3,
                                             int retry_base_ms = 20) {
     if (!config.contains("url")) config["url"] = sink_->Url(path_);
@@ -815,6 +870,7 @@ class WebhookReplicationTest : public WebhookDriverTest {
     return plugin;
   }
 
+ protected:
   JsonObject Record(const std::string& id, const std::string& name) {
     return {{"id", id}, {"name", name}};
   }
@@ -914,6 +970,73 @@ TEST_F(WebhookReplicationTest, BadRequestGoesToTheDeadLetterQueue) {
   EXPECT_EQ((*letters)[0].reason, "http_400");
   EXPECT_EQ((*letters)[0].change.id, "u1");
   EXPECT_EQ(sink_->Requests(path_).size(), 1u);
+}
+
+// Receivers echo credentials back in error bodies. Every form the driver sends a secret in
+// (the Basic header's base64, a Bearer token given as a plain header, a sensitive custom
+// header) is masked in the log, in lastError and in the dead-letter error.
+void ExpectEchoedSecretsMasked(WebhookReplicationTest* test, Sink& sink, JsonObject config,
+                               const std::vector<std::string>& secrets, Resource& users) {
+  // The engine logs through its "replicator" logger, made from the default one on first use
+  // unless one is registered already.
+  auto logger = spdlog::get("replicator");
+  if (!logger) {
+    logger = spdlog::default_logger()->clone("replicator");
+    spdlog::register_logger(logger);
+  }
+  auto capture = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+  logger->sinks().push_back(capture);
+  auto plugin = test->Install(std::move(config), 0);
+  std::string body = "invalid credentials:";
+  for (const std::string& secret : secrets) body += " " + secret;
+  sink.Script({Reply(400, {{"body", body}})});
+  S3DB_ASSERT_OK(users.Insert({{"id", "u1"}, {"name", "Ann"}}));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  // The warning may be written just after the dead letter is saved.
+  std::string logged;
+  auto until = std::chrono::steady_clock::now() + milliseconds(5000);
+  while (logged.find("dead-lettered") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(20));
+    logged.clear();
+    for (const std::string& line : capture->last_formatted()) logged += line;
+  }
+  auto& sinks = logger->sinks();
+  sinks.erase(std::find(sinks.begin(), sinks.end(), capture));
+
+  auto letters = plugin->ListDeadLetters("hook");
+  S3DB_ASSERT_OK(letters);
+  ASSERT_EQ(letters->size(), 1u);
+  const std::string& letter = (*letters)[0].error;
+  auto stats = plugin->GetReplicatorStats("hook");
+  S3DB_ASSERT_OK(stats);
+  ASSERT_TRUE(stats->last_error.has_value());
+  const std::string& last_error = stats->last_error->message;
+  EXPECT_NE(letter.find("answered 400: invalid credentials: ***"), std::string::npos) << letter;
+  EXPECT_NE(last_error.find("invalid credentials: ***"), std::string::npos) << last_error;
+  EXPECT_NE(logged.find("invalid credentials: ***"), std::string::npos) << logged;
+  for (const std::string& secret : secrets) {
+    EXPECT_EQ(letter.find(secret), std::string::npos) << letter;
+    EXPECT_EQ(last_error.find(secret), std::string::npos) << last_error;
+    EXPECT_EQ(logged.find(secret), std::string::npos) << logged;
+  }
+}
+
+TEST_F(WebhookReplicationTest, EchoedBasicAuthHeaderIsMasked) {
+  // base64("bob:BasicEcho456")
+  ExpectEchoedSecretsMasked(
+      this, *sink_,
+      {{"auth", {{"type", "basic"}, {"username", "bob"}, {"password", "BasicEcho456"}}}},
+      {"Basic Ym9iOkJhc2ljRWNobzQ1Ng==", "Ym9iOkJhc2ljRWNobzQ1Ng==", "BasicEcho456"}, *users_);
+}
+
+TEST_F(WebhookReplicationTest, EchoedTokensOfSensitiveHeadersAreMasked) {
+  ExpectEchoedSecretsMasked(this, *sink_,
+                            {{"headers",
+                              {{"Authorization", "Bearer CrmTok321"},
+                               {"X-Shop-Access-Token", "ShopTok777"},
+                               {"Cookie", "session=CookieVal99"}}}},
+                            {"CrmTok321", "ShopTok777", "session=CookieVal99"}, *users_);
 }
 
 TEST_F(WebhookReplicationTest, RetryOnStatusNarrowsWhatIsRetried) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "net/sigv4.h"
+#include "s3db/storage.h"
 
 namespace s3db::replicator::bigquery {
 namespace {
@@ -249,6 +250,17 @@ std::int64_t SystemSeconds() {
 Result<std::unique_ptr<TokenSource>> TokenSource::Create(Credentials key, net::HttpClient& http,
                                                          std::string token_uri,
                                                          SecondsClock clock) {
+  // A token endpoint or the API may echo any of these back in an error body.
+  for (const std::string* secret : {&key.private_key_pem, &key.client_secret, &key.refresh_token}) {
+    RegisterSecret(*secret);
+    // A PEM can come back one base64 line at a time.
+    if (secret == &key.private_key_pem) {
+      std::istringstream lines(*secret);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.size() >= 16 && line.find("-----") == std::string::npos) RegisterSecret(line);
+      }
+    }
+  }
   std::unique_ptr<RsaSigner> signer;
   if (key.type == CredentialType::kServiceAccount) {
     auto loaded = RsaSigner::FromPem(key.private_key_pem);
@@ -279,6 +291,7 @@ Result<std::string> TokenSource::Token(std::chrono::milliseconds timeout) {
     if (!token_.empty() && clock_() < refresh_at_) return token_;
   }
   S3DB_ASSIGN_OR_RETURN(auto fetched, Fetch(timeout));
+  RegisterSecret(fetched.first);  // before anyone sends it: a 403 body may quote it back
   std::lock_guard lock(mutex_);
   token_ = fetched.first;
   refresh_at_ = fetched.second;

@@ -12,6 +12,7 @@
 #include "drivers/source_attributes.h"
 #include "net/sigv4.h"
 #include "s3db/schema.h"
+#include "s3db/storage.h"
 
 namespace s3db::replicator {
 namespace bigquery {
@@ -565,7 +566,7 @@ BigqueryDriver::BigqueryDriver(BigqueryOptions options, DriverContext context,
 BigqueryDriver::~BigqueryDriver() = default;
 
 void BigqueryDriver::Log(int level, const std::string& line) const {
-  std::string text = "bigquery[" + context_.replicator_id + "]: " + line;
+  std::string text = RedactSecrets("bigquery[" + context_.replicator_id + "]: " + line);
   switch (level) {
     case 0:
       spdlog::debug("{}", text);

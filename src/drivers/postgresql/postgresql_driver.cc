@@ -5,7 +5,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "drivers/postgresql/postgresql_connection.h"
 #include "drivers/postgresql/postgresql_redact.h"
@@ -435,6 +441,101 @@ std::vector<const Chain*> WritableChains(const TablePlan& plan) {
   return chains;
 }
 
+// libpq's PQconninfoParse checks only the syntax of a connection string; the values are read
+// when connecting, so "port=abc" would only show at the first connection, as a replicator
+// paused for good. These are the values libpq itself refuses, checked at start-up. Returns
+// what is wrong, or nullopt.
+std::optional<std::string> ConninfoValueProblem(const PQconninfoOption* options) {
+  auto value_of = [&](std::string_view keyword) -> std::optional<std::string> {
+    for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+      if (keyword == option->keyword && option->val != nullptr) return std::string(option->val);
+    }
+    return std::nullopt;
+  };
+  auto split = [](const std::string& list) {
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (true) {
+      std::size_t comma = list.find(',', start);
+      parts.push_back(list.substr(start, comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    return parts;
+  };
+  auto is_integer = [](const std::string& text, long min, long max) {
+    std::string trimmed = text;
+    while (!trimmed.empty() && trimmed.front() == ' ') trimmed.erase(trimmed.begin());
+    while (!trimmed.empty() && trimmed.back() == ' ') trimmed.pop_back();
+    if (trimmed.empty() || trimmed.size() > 10) return false;
+    std::size_t digits = trimmed.front() == '-' ? 1 : 0;
+    if (digits == trimmed.size()) return false;
+    for (std::size_t i = digits; i < trimmed.size(); ++i) {
+      if (trimmed[i] < '0' || trimmed[i] > '9') return false;
+    }
+    long number = std::stol(trimmed);
+    return number >= min && number <= max;
+  };
+  if (auto port = value_of("port"); port && !port->empty()) {
+    std::vector<std::string> ports = split(*port);
+    for (const std::string& one : ports) {
+      if (!one.empty() && !is_integer(one, 1, 65535)) {
+        return "invalid port number \"" + one + "\" (a whole number from 1 to 65535)";
+      }
+    }
+    std::size_t hosts = 1;
+    if (auto host = value_of("host"); host && !host->empty()) hosts = split(*host).size();
+    if (auto address = value_of("hostaddr"); address && !address->empty()) {
+      hosts = split(*address).size();
+    }
+    if (ports.size() > 1 && ports.size() != hosts) {
+      return "could not match " + std::to_string(ports.size()) + " port numbers to " +
+             std::to_string(hosts) + " hosts (give one port, or one per host)";
+    }
+  }
+  for (std::string_view keyword : {"connect_timeout", "keepalives", "keepalives_idle",
+                                   "keepalives_interval", "keepalives_count", "tcp_user_timeout"}) {
+    auto value = value_of(keyword);
+    if (value && !value->empty() && !is_integer(*value, INT32_MIN, INT32_MAX)) {
+      return "invalid integer value \"" + *value + "\" for connection option \"" +
+             std::string(keyword) + "\"";
+    }
+  }
+  struct Choice {
+    std::string_view keyword;
+    std::vector<std::string_view> allowed;
+  };
+  const Choice choices[] = {
+      {"sslmode", {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}},
+      {"gssencmode", {"disable", "prefer", "require"}},
+      {"channel_binding", {"disable", "prefer", "require"}},
+      {"target_session_attrs",
+       {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}},
+  };
+  for (const Choice& choice : choices) {
+    auto value = value_of(choice.keyword);
+    if (!value || value->empty()) continue;
+    if (std::find(choice.allowed.begin(), choice.allowed.end(), *value) != choice.allowed.end()) {
+      continue;
+    }
+    std::string list;
+    for (std::string_view allowed : choice.allowed) list += (list.empty() ? "" : ", ") + std::string(allowed);
+    return "invalid " + std::string(choice.keyword) + " value \"" + *value + "\" (one of " + list +
+           ")";
+  }
+  for (std::string_view keyword : {"sslrootcert", "sslcert", "sslkey", "sslcrl"}) {
+    auto value = value_of(keyword);
+    if (!value || value->empty() || *value == "system") continue;
+    std::FILE* file = std::fopen(value->c_str(), "rb");
+    if (file == nullptr) {
+      return std::string(keyword) + " file \"" + *value + "\" cannot be read: " +
+             std::strerror(errno);
+    }
+    std::fclose(file);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 }  // namespace postgresql
 
@@ -483,7 +584,12 @@ Result<PostgresqlOptions> ParsePostgresqlOptions(const JsonObject& config) {
                                 "; use a libpq URI (postgresql://user:password@host:5432/db)"
                                 " or key=value pairs");
       }
+      std::optional<std::string> problem = postgresql::ConninfoValueProblem(parsed);
       PQconninfoFree(parsed);
+      if (problem) {
+        *problem = postgresql::ScrubSecrets(*problem, postgresql::ConnectionSecrets(*text));
+        return invalid(key, *problem + " in " + postgresql::RedactConnectionString(*text));
+      }
       options.connection_string = std::move(*text);
     } else if (key == "schema" || key == "revisionColumn") {
       auto text = string_of(value);
@@ -541,7 +647,7 @@ PostgresqlDriver::PostgresqlDriver(PostgresqlOptions options, DriverContext cont
     : options_(std::move(options)),
       context_(std::move(context)),
       redacted_connection_string_(postgresql::RedactConnectionString(options_.connection_string)),
-      secrets_(postgresql::ConnectionSecrets(options_.connection_string)) {}
+      secrets_(postgresql::RegisteredConnectionSecrets(options_.connection_string)) {}
 
 PostgresqlDriver::~PostgresqlDriver() = default;
 

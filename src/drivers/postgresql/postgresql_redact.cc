@@ -3,6 +3,8 @@
 #include <cctype>
 #include <optional>
 
+#include "s3db/storage.h"
+
 namespace s3db::replicator::postgresql {
 namespace {
 
@@ -200,6 +202,12 @@ std::vector<std::string> ConnectionSecrets(std::string_view conninfo) {
       for (std::string& nested : ConnectionSecrets(token.value)) add(std::move(nested));
     }
   }
+  return secrets;
+}
+
+std::vector<std::string> RegisteredConnectionSecrets(std::string_view conninfo) {
+  std::vector<std::string> secrets = ConnectionSecrets(conninfo);
+  for (const std::string& secret : secrets) RegisterSecret(secret);
   return secrets;
 }
 

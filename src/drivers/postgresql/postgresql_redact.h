@@ -18,6 +18,10 @@ std::string RedactConnectionString(std::string_view conninfo);
 // The secret values (passwords) found in `conninfo`, in either form, for ScrubSecrets.
 std::vector<std::string> ConnectionSecrets(std::string_view conninfo);
 
+// ConnectionSecrets, each also registered with s3db::RegisterSecret so that log lines,
+// lastError and dead-letter errors mask the password wherever a server echoes it.
+std::vector<std::string> RegisteredConnectionSecrets(std::string_view conninfo);
+
 // Replaces every occurrence of each secret of 3 or more bytes in `message` by "***".
 // Used on messages that come from libpq or the server, which may echo parts of the input.
 std::string ScrubSecrets(std::string message, const std::vector<std::string>& secrets);

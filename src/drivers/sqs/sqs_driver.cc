@@ -303,6 +303,9 @@ Result<SqsOptions> ParseSqsOptions(const JsonObject& config) {
   options.verify_tls = verify.value_or(true);
   S3DB_ASSIGN_OR_RETURN(auto ca_file, network::ReadString(config, "caFile", kPath));
   options.ca_file = ca_file.value_or("");
+  if (!options.ca_file.empty()) {
+    S3DB_RETURN_IF_ERROR(network::CheckCertificateFile(options.ca_file, "caFile", kPath));
+  }
   return options;
 }
 
@@ -319,7 +322,8 @@ SqsDriver::SqsDriver(SqsOptions options, DriverContext context,
                      std::shared_ptr<net::HttpClient> client)
     : options_(std::move(options)),
       context_(std::move(context)),
-      secrets_({options_.credentials.secret_access_key, options_.credentials.session_token}),
+      secrets_(network::RegisterSecrets(
+          {options_.credentials.secret_access_key, options_.credentials.session_token})),
       client_(client ? std::move(client) : std::shared_ptr<net::HttpClient>(net::NewHttpClient())),
       pool_(std::make_unique<ThreadPool>(static_cast<std::size_t>(options_.concurrency - 1))) {
   std::string endpoint = options_.endpoint.empty()

@@ -1,7 +1,15 @@
 #include "drivers/webhook/change_payload.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "s3db/storage.h"
 
 namespace s3db::replicator::network {
 namespace {
@@ -151,14 +159,75 @@ Status RefuseUnknownKeys(const JsonObject& config, std::initializer_list<std::st
 }
 
 std::string RedactValues(std::string text, const std::vector<std::string>& secrets) {
+  // Longest first, so that a secret holding a shorter one ("Basic <b64>" and "<b64>") is
+  // masked whole.
+  std::vector<const std::string*> ordered;
   for (const std::string& secret : secrets) {
-    if (secret.empty()) continue;
-    for (std::size_t at = text.find(secret); at != std::string::npos;
-         at = text.find(secret, at + 3)) {
-      text.replace(at, secret.size(), "***");
+    if (!secret.empty()) ordered.push_back(&secret);
+  }
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const std::string* a, const std::string* b) { return a->size() > b->size(); });
+  for (const std::string* secret : ordered) {
+    for (std::size_t at = text.find(*secret); at != std::string::npos;
+         at = text.find(*secret, at + 3)) {
+      text.replace(at, secret->size(), "***");
     }
   }
-  return text;
+  return RedactSecrets(text);
+}
+
+Status CheckCertificateFile(const std::string& file, std::string_view key,
+                            std::string_view path) {
+  const std::string fix =
+      "; give the path of a PEM file with the CA certificates that signed the server's "
+      "certificate, or remove " + std::string(key) + " to use the system's";
+  std::error_code error;
+  if (std::filesystem::is_directory(file, error)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     KeyPath(path, key) + ": '" + file + "' is a directory, not a file" + fix);
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return MakeError(ErrorCode::kInvalidArgument, KeyPath(path, key) + ": cannot read '" + file +
+                                                      "' (" + std::strerror(errno) + ")" + fix);
+  }
+  std::string head(64 * 1024, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<std::size_t>(in.gcount()));
+  if (head.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     KeyPath(path, key) + ": '" + file +
+                         "' holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)" + fix);
+  }
+  return Ok();
+}
+
+bool IsSensitiveHeader(std::string_view name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view word :
+       {"token", "key", "secret", "auth", "signature", "password", "cookie"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void AddHeaderSecrets(std::string_view value, std::vector<std::string>& out) {
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  if (value.empty()) return;
+  out.emplace_back(value);
+  std::size_t space = value.find(' ');
+  if (space == std::string_view::npos) return;
+  std::string_view credential = value.substr(space + 1);
+  while (!credential.empty() && credential.front() == ' ') credential.remove_prefix(1);
+  if (!credential.empty()) out.emplace_back(credential);
+}
+
+std::vector<std::string> RegisterSecrets(std::vector<std::string> secrets) {
+  std::erase_if(secrets, [](const std::string& secret) { return secret.empty(); });
+  for (const std::string& secret : secrets) RegisterSecret(secret);
+  return secrets;
 }
 
 std::string BodySnippet(std::string_view body, std::size_t limit) {

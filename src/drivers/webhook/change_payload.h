@@ -49,8 +49,26 @@ Result<const JsonObject*> ReadObject(const JsonObject& config, std::string_view 
 Status RefuseUnknownKeys(const JsonObject& config, std::initializer_list<std::string_view> known,
                          std::string_view path);
 
-// Replaces every occurrence of each non-empty secret in `text` by "***".
+// Replaces every occurrence of each non-empty secret in `text` by "***", then applies
+// s3db::RedactSecrets (connection-string user info and every registered secret).
 std::string RedactValues(std::string text, const std::vector<std::string>& secrets);
+
+// Checks at start-up that `file` (the value of option `key`) is a readable PEM file of
+// certificates, so that a wrong caFile is refused once with its path instead of failing every
+// delivery with curl's "error setting certificate file". kInvalidArgument naming path.key.
+Status CheckCertificateFile(const std::string& file, std::string_view key, std::string_view path);
+
+// True for a header whose value is a credential: Authorization, Proxy-Authorization, X-API-Key
+// and any name containing token, key, secret, auth, signature, password or cookie.
+bool IsSensitiveHeader(std::string_view name);
+
+// The forms in which a header value may come back in a reply: the whole value and, for
+// "Scheme credential" values ("Bearer abc", "Basic Ym9i..."), the credential alone.
+void AddHeaderSecrets(std::string_view value, std::vector<std::string>& out);
+
+// Registers every secret with s3db::RegisterSecret (so logs, lastError and dead letters mask
+// it too) and returns them, empty ones dropped, for the driver's own masking.
+std::vector<std::string> RegisterSecrets(std::vector<std::string> secrets);
 
 // At most `limit` bytes of a reply body for an error message: control characters become
 // spaces and a cut is marked with "...".

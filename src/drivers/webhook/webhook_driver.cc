@@ -325,6 +325,9 @@ Result<WebhookOptions> ParseWebhookOptions(const JsonObject& config) {
   options.verify_tls = verify.value_or(true);
   S3DB_ASSIGN_OR_RETURN(auto ca_file, network::ReadString(config, "caFile", kPath));
   options.ca_file = ca_file.value_or("");
+  if (!options.ca_file.empty()) {
+    S3DB_RETURN_IF_ERROR(network::CheckCertificateFile(options.ca_file, "caFile", kPath));
+  }
   return options;
 }
 
@@ -351,13 +354,32 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(
   return std::chrono::duration_cast<std::chrono::milliseconds>(when - now);
 }
 
+// Every secret of the options in every form a receiver may echo back: the auth values, the
+// Authorization header as sent, the values of sensitive custom headers and the signing key.
+std::vector<std::string> WebhookDriver::Secrets(const WebhookOptions& options) {
+  std::vector<std::string> secrets = {options.auth_token, options.auth_password,
+                                      options.auth_value, options.signing_key};
+  if (!options.signing_key.empty()) secrets.push_back(net::Base64Encode(options.signing_key));
+  if (options.auth_type == WebhookAuthType::kBasic) {
+    network::AddHeaderSecrets(
+        "Basic " + net::Base64Encode(options.auth_username + ":" + options.auth_password),
+        secrets);
+  }
+  if (options.auth_type == WebhookAuthType::kBearer) {
+    network::AddHeaderSecrets("Bearer " + options.auth_token, secrets);
+  }
+  for (const auto& [name, value] : options.headers) {
+    if (network::IsSensitiveHeader(name)) network::AddHeaderSecrets(value, secrets);
+  }
+  return network::RegisterSecrets(std::move(secrets));
+}
+
 WebhookDriver::WebhookDriver(WebhookOptions options, DriverContext context,
                              std::shared_ptr<net::HttpClient> client)
     : options_(std::move(options)),
       context_(std::move(context)),
       redacted_url_(net::RedactUrl(options_.url)),
-      secrets_(
-          {options_.auth_token, options_.auth_password, options_.auth_value, options_.signing_key}),
+      secrets_(Secrets(options_)),
       client_(client ? std::move(client)
                      : std::shared_ptr<net::HttpClient>(net::NewHttpClient(
                            {.max_idle_connections =

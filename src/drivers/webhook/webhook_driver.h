@@ -143,6 +143,7 @@ class WebhookDriver final : public Driver {
   std::vector<DeliveryResult> Settle(std::span<const DeliveryItem> batch,
                                      const std::vector<Answer>& answers);
   std::string RedactSecrets(std::string text) const;
+  static std::vector<std::string> Secrets(const WebhookOptions& options);
 
   const WebhookOptions options_;
   const DriverContext context_;

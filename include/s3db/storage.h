@@ -55,7 +55,7 @@ std::string RedactSecrets(std::string_view text);
 // for every secret they hold and every form they send it in, because receivers echo them back.
 // Values shorter than kMinRegisteredSecret characters are ignored (masking "ab" everywhere would
 // mangle every message); the drivers mask those in their own replies.
-inline constexpr std::size_t kMinRegisteredSecret = 4;
+inline constexpr std::size_t kMinRegisteredSecret = 8;
 void RegisterSecret(std::string_view secret);
 
 struct ObjectInfo {

@@ -176,7 +176,7 @@ TEST(CsvSource, TypesValuesByTheSchema) {
                         &*schema);
   ASSERT_EQ(c.records.size(), 2u) << c.fatal;
   EXPECT_EQ(c.records[0], R"({"id":"7","name":"Doe, \"J\"","zip":"01234","age":42,"ok":true,)"
-                          R"("tags":["a"],"extra":3.5E0,"other":"007"})");
+                          R"("tags":["a"],"extra":3.5,"other":"007"})");
   EXPECT_EQ(c.records[1], R"({"id":"8","name":"Ann","age":"x","ok":"maybe"})");
 }
 

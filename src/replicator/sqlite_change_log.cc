@@ -875,7 +875,8 @@ class SqliteChangeLog : public ChangeLog {
         job->status = status;
         job->sequences.clear();
       }
-      std::lock_guard pending_lock(pending_mutex_);
+      // stale_lock may hold pending_mutex_ already (the commit itself failed, e.g. disk full).
+      if (!stale_lock.owns_lock()) stale_lock.lock();
       confirmed_marks_.insert(confirmed_marks_.end(), marks.begin(), marks.end());
       return;
     }

@@ -811,7 +811,9 @@ struct ExportCommand {
 Result<formats::FileFormat> ExportFormat(const ExportCommand& command) {
   if (!command.format.empty()) {
     auto parsed = formats::ParseFileFormat(command.format);
-    if (!parsed) return MakeError(ErrorCode::kInvalidArgument, "--format: " + parsed.error().message);
+    if (!parsed) {
+      return MakeError(ErrorCode::kInvalidArgument, "--format: " + parsed.error().message);
+    }
     return *parsed;
   }
   const std::string& out = command.output;

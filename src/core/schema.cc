@@ -294,10 +294,12 @@ void ValidateAttributes(const std::vector<Attribute>& attributes, const JsonObje
     if (value->is_number()) {
       double number = AsDouble(*value);
       if (attribute.min && number < *attribute.min) {
-        problems.push_back(path + ": " + Show(*value) + " is below min " + ShowLimit(*attribute.min));
+        problems.push_back(path + ": " + Show(*value) + " is below min " +
+                           ShowLimit(*attribute.min));
       }
       if (attribute.max && number > *attribute.max) {
-        problems.push_back(path + ": " + Show(*value) + " is above max " + ShowLimit(*attribute.max));
+        problems.push_back(path + ": " + Show(*value) + " is above max " +
+                           ShowLimit(*attribute.max));
       }
     }
     std::optional<std::uint64_t> length;

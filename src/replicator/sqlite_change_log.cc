@@ -79,7 +79,8 @@ const char* kInsertChange =
     "ts, only_replicator, only_destination) VALUES(?,?,?,?,?,?,?,?,?,?)";
 const char* kSelectChanges =
     "SELECT seq, resource, record_id, revision, action, before_json, after_json, ts, "
-    "only_replicator, only_destination FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?";
+    "only_replicator, only_destination FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq "
+    "LIMIT ?";
 
 Error SqliteError(sqlite3* db, const std::string& what) {
   int code = db ? sqlite3_errcode(db) : SQLITE_ERROR;
@@ -311,7 +312,9 @@ class SqliteChangeLog : public ChangeLog {
                          "DELETE FROM pending WHERE seq <= "
                          "(SELECT COALESCE(MAX(seq), 0) FROM checkpoints)");
     if (status) status = Exec(writer_, kPendingToIntents);
-    if (status) status = Exec(writer_, "DELETE FROM changes WHERE seq IN (SELECT seq FROM pending)");
+    if (status) {
+      status = Exec(writer_, "DELETE FROM changes WHERE seq IN (SELECT seq FROM pending)");
+    }
     if (status) status = Exec(writer_, "DELETE FROM pending");
     if (status) status = Exec(writer_, "COMMIT");
     if (!status) (void)Exec(writer_, "ROLLBACK");
@@ -858,13 +861,19 @@ class SqliteChangeLog : public ChangeLog {
         status = Step(delete_pending_, "clear a confirmed change", marks[i]);
       }
       if (status) {
-        stale_lock.lock();
+        // Only a commit that moves stale changes holds pending_mutex_ through COMMIT; every
+        // other commit leaves Append's confirmations free to run meanwhile.
         auto now = std::chrono::steady_clock::now();
-        for (const auto& [sequence, entry] : pending_) {
-          if (now - entry.since >= options_.intent_timeout) stale.push_back(sequence);
+        stale_lock.lock();
+        if (HasStale(now)) {
+          for (const auto& [sequence, entry] : pending_) {
+            if (now - entry.since >= options_.intent_timeout) stale.push_back(sequence);
+          }
+          for (std::size_t i = 0; status && i < stale.size(); ++i) {
+            status = PendingToIntent(stale[i]);
+          }
         }
-        for (std::size_t i = 0; status && i < stale.size(); ++i) status = PendingToIntent(stale[i]);
-        if (!status) stale_lock.unlock();
+        if (!status || stale.empty()) stale_lock.unlock();
       }
       if (status) status = Step(commit_, "commit");
       if (!status) (void)Exec(writer_, "ROLLBACK");
@@ -1005,8 +1014,7 @@ class SqliteChangeLog : public ChangeLog {
         bool commit = false;
         {
           std::lock_guard pending_lock(pending_mutex_);
-          commit = !confirmed_marks_.empty() ||
-                   (!pending_.empty() && now - oldest_since() >= options_.intent_timeout);
+          commit = !confirmed_marks_.empty() || HasStale(now);
         }
         if (commit) {
           lock.unlock();
@@ -1041,11 +1049,12 @@ class SqliteChangeLog : public ChangeLog {
     wal_grown_.store(true);
   }
 
-  // REQUIRES: pending_mutex_ held, pending_ not empty.
-  std::chrono::steady_clock::time_point oldest_since() const {
-    auto oldest = pending_.begin()->second.since;
-    for (const auto& [sequence, entry] : pending_) oldest = std::min(oldest, entry.since);
-    return oldest;
+  // True when some prepared change has waited intent_timeout. REQUIRES: pending_mutex_ held.
+  bool HasStale(std::chrono::steady_clock::time_point now) const {
+    for (const auto& [sequence, entry] : pending_) {
+      if (now - entry.since >= options_.intent_timeout) return true;
+    }
+    return false;
   }
 
   SqliteChangeLogOptions options_;

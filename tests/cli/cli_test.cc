@@ -1221,12 +1221,13 @@ TEST_F(CliTest, ExportWritesEveryRecordToEachFormat) {
     std::vector<std::string> extra;
     std::string format;
   };
-  for (const Case& c : std::vector<Case>{{"users.csv", {}, "csv"},
-                                         {"users.jsonl", {}, "jsonl"},
-                                         {"users.jsonl.gz", {}, "jsonl"},
-                                         {"users.parquet", {"--options", R"({"compression":"zstd"})"}, "parquet"},
-                                         {"users.xlsx", {}, "excel"},
-                                         {"dump.txt", {"--format", "csv", "--options", R"({"delimiter":";"})"}, "csv"}}) {
+  for (const Case& c : std::vector<Case>{
+           {"users.csv", {}, "csv"},
+           {"users.jsonl", {}, "jsonl"},
+           {"users.jsonl.gz", {}, "jsonl"},
+           {"users.parquet", {"--options", R"({"compression":"zstd"})"}, "parquet"},
+           {"users.xlsx", {}, "excel"},
+           {"dump.txt", {"--format", "csv", "--options", R"({"delimiter":";"})"}, "csv"}}) {
     std::vector<std::string> args{"export", "--resource", "users", "--output", c.file};
     args.insert(args.end(), c.extra.begin(), c.extra.end());
     CliResult exported = Run(args);
@@ -1286,9 +1287,10 @@ TEST_F(CliTest, ExportWritesEveryRecordToEachFormat) {
 TEST_F(CliTest, ExportErrorsNameTheOptionAndLeaveNoFile) {
   ASSERT_EQ(Run({"resource", "create", "users", "--attributes", R"({"age":"integer"})"}).exit_code,
             0);
-  ASSERT_EQ(Run({"insert", "users", R"([{"id":"ok","age":1},{"id":"huge","age":18446744073709551615}])"})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Run({"insert", "users", R"([{"id":"ok","age":1},{"id":"huge","age":18446744073709551615}])"})
+          .exit_code,
+      0);
   CliResult unknown = Run({"export", "-r", "users", "-o", "users.txt"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_EQ(unknown.err,

@@ -78,7 +78,7 @@ std::size_t LineCount(const std::string& path) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
-TEST(FileFlushIntervalTest, ALongerIntervalGroupsChangesIntoFewerPublishesAndKeepsTheCheckpointBehind) {
+TEST(FileFlushIntervalTest, ALongerIntervalPublishesLessAndKeepsTheCheckpointBehind) {
   TempDir dir;
   auto db = MemoryDatabase(dir.str() + "/state");
   ASSERT_TRUE(db);

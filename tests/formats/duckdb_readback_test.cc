@@ -148,8 +148,9 @@ TEST(DuckDbReadBack, CsvAndJsonlKeepEveryAttributeTypeWideRecordsAndLongStrings)
       // as JSON text, so every digit shows), and the typed integer compared exactly.
       std::string select = "SELECT ";
       for (const auto& [column, expected] : EveryTypeExpected()) {
-        select += (column == "id" ? "" : ", ") + std::string("coalesce(json_extract_string(json, '$.") +
-                  column + "'), '<null>') AS \"" + column + "\"";
+        select += (column == "id" ? "" : ", ") +
+                  std::string("coalesce(json_extract_string(json, '$.") + column +
+                  "'), '<null>') AS \"" + column + "\"";
       }
       jobs.push_back({"duckdb-sql", types,
                       select + " FROM read_ndjson_objects($FILE) ORDER BY 1"});

@@ -219,7 +219,8 @@ TEST(SqliteChangeLog, TheBackgroundThreadCheckpointsTheWal) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     copied = std::filesystem::file_size(path) > 5000u * 1000u;
   }
-  EXPECT_TRUE(copied) << "the changes reached the database file: " << std::filesystem::file_size(path);
+  EXPECT_TRUE(copied) << "the changes reached the database file: "
+                      << std::filesystem::file_size(path);
   // And the WAL restarts from its beginning once copied: new commits do not grow it further.
   for (int i = 0; i < 5000; ++i) {
     ASSERT_TRUE(log->Append(MakeChange("users", "v" + std::to_string(i), 1, Action::kInsert))

@@ -449,7 +449,7 @@ TEST_F(ReplicatorPluginTest, ThrowingTransformDeadLettersWithTheSpecMessage) {
   S3DB_EXPECT_OK(db_->Close());
 }
 
-TEST_F(ReplicatorPluginTest, AnUpdateIsSentWithoutBeforeWhenOnlyThePreviousVersionFailsTheTransform) {
+TEST_F(ReplicatorPluginTest, AnUpdateWhosePreviousVersionFailsTheTransformGoesWithoutBefore) {
   // The previous version trips the transform; the new one is fine. The update is delivered
   // (without `before`), not dead-lettered for what the record used to hold.
   Resource& users = MakeResource("users");

@@ -582,7 +582,33 @@ void BigqueryDriver::Log(int level, const std::string& line) const {
   if (log_observer != nullptr) (*log_observer)(text);
 }
 
-std::string DestinationDataset(const std::string& target, const JsonObject& destination_options);
+// The dataset and table a destination names: its "table" and "dataset" keys win over its
+// name, and a name "dataset.table" carries its dataset. `dataset` is empty when none is named.
+struct NamedTable {
+  std::string dataset;
+  std::string table;
+};
+
+static NamedTable DestinationTable(const std::string& target, const JsonObject* options) {
+  NamedTable named{"", target};
+  if (options != nullptr) {
+    if (const Json* value = options->if_contains("table"); value && value->is_string()) {
+      named.table = std::string(value->get_string());
+    }
+    if (const Json* value = options->if_contains("dataset"); value && value->is_string()) {
+      named.dataset = std::string(value->get_string());
+    }
+  }
+  if (named.dataset.empty()) {
+    std::size_t dot = named.table.find('.');
+    if (dot != std::string::npos && bigquery::IsValidDatasetId(named.table.substr(0, dot))) {
+      named.dataset = named.table.substr(0, dot);
+      named.table = named.table.substr(dot + 1);
+    }
+  }
+  return named;
+}
+
 
 Status BigqueryDriver::Start() {
   if (started_) return Ok();
@@ -605,7 +631,7 @@ Status BigqueryDriver::Start() {
     datasets.insert(options_.dataset_id);
   } else {
     for (const auto& destination : context_.destinations) {
-      std::string dataset = DestinationDataset(destination.target, destination.options);
+      std::string dataset = DestinationTable(destination.target, &destination.options).dataset;
       if (!dataset.empty()) datasets.insert(dataset);
     }
   }
@@ -693,27 +719,9 @@ std::vector<DeliveryResult> BigqueryDriver::Deliver(std::span<const DeliveryItem
   std::map<std::string, std::size_t, std::less<>> group_of;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const DeliveryItem& item = batch[i];
-    std::string table = item.target;
-    std::string dataset;
-    if (item.destination_options != nullptr) {
-      if (const Json* value = item.destination_options->if_contains("table");
-          value && value->is_string()) {
-        table = std::string(value->get_string());
-      }
-      if (const Json* value = item.destination_options->if_contains("dataset");
-          value && value->is_string()) {
-        dataset = std::string(value->get_string());
-      }
-    }
-    if (dataset.empty()) {
-      std::size_t dot = table.find('.');
-      if (dot != std::string::npos && bigquery::IsValidDatasetId(table.substr(0, dot))) {
-        dataset = table.substr(0, dot);
-        table = table.substr(dot + 1);
-      } else {
-        dataset = options_.dataset_id;
-      }
-    }
+    NamedTable named = DestinationTable(item.target, item.destination_options);
+    std::string table = std::move(named.table);
+    std::string dataset = named.dataset.empty() ? options_.dataset_id : std::move(named.dataset);
     if (dataset.empty()) {
       results[i] = DeliveryResult::Permanent(
           "invalid_identifier", "bigquery: no dataset for destination '" + item.target +
@@ -1652,20 +1660,6 @@ void BigqueryDriver::ApplyRetryBudget(std::vector<DeliveryResult>& results,
   }
 }
 
-std::string DestinationDataset(const std::string& target, const JsonObject& destination_options) {
-  if (const Json* value = destination_options.if_contains("dataset");
-      value && value->is_string() && !value->get_string().empty()) {
-    return std::string(value->get_string());
-  }
-  const Json* table = destination_options.if_contains("table");
-  std::string name = table && table->is_string() ? std::string(table->get_string()) : target;
-  std::size_t dot = name.find('.');
-  if (dot != std::string::npos && bigquery::IsValidDatasetId(name.substr(0, dot))) {
-    return name.substr(0, dot);
-  }
-  return "";
-}
-
 Status CheckDatasets(const BigqueryOptions& options, const DriverContext& context) {
   if (!options.dataset_id.empty()) return Ok();
   std::string missing;
@@ -1673,7 +1667,7 @@ Status CheckDatasets(const BigqueryOptions& options, const DriverContext& contex
     missing = "the replicator takes every resource, each to a table of its own name";
   } else {
     for (const auto& destination : context.destinations) {
-      if (DestinationDataset(destination.target, destination.options).empty()) {
+      if (DestinationTable(destination.target, &destination.options).dataset.empty()) {
         missing = "destination '" + destination.target + "' (of resource '" + destination.source +
                   "') names no dataset";
         break;

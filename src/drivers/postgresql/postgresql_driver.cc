@@ -519,7 +519,9 @@ std::optional<std::string> ConninfoValueProblem(const PQconninfoOption* options)
       continue;
     }
     std::string list;
-    for (std::string_view allowed : choice.allowed) list += (list.empty() ? "" : ", ") + std::string(allowed);
+    for (std::string_view allowed : choice.allowed) {
+      list += (list.empty() ? "" : ", ") + std::string(allowed);
+    }
     return "invalid " + std::string(choice.keyword) + " value \"" + *value + "\" (one of " + list +
            ")";
   }

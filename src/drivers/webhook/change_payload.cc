@@ -166,7 +166,9 @@ std::string RedactValues(std::string text, const std::vector<std::string>& secre
     if (!secret.empty()) ordered.push_back(&secret);
   }
   std::stable_sort(ordered.begin(), ordered.end(),
-                   [](const std::string* a, const std::string* b) { return a->size() > b->size(); });
+                   [](const std::string* a, const std::string* b) {
+                     return a->size() > b->size();
+                   });
   for (const std::string* secret : ordered) {
     for (std::size_t at = text.find(*secret); at != std::string::npos;
          at = text.find(*secret, at + 3)) {

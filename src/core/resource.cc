@@ -50,19 +50,38 @@ std::string IsoFromMs(std::int64_t ms) {
 }
 
 // Finds a string (key or value) that is not valid UTF-8; returns its path.
-std::optional<std::string> FindInvalidUtf8(const Json& value, const std::string& path) {
+// The path of the first string (value or field name) below `value` that is not valid UTF-8,
+// relative to `value` ("" for `value` itself, "a.b", "[2].c"). Paths are built only on the
+// way back from a bad string, so a valid record costs one scan of its text and no allocation.
+std::optional<std::string> FindInvalidUtf8(const Json& value);
+
+// Joins a step ("a" or "[2]") and the path below it.
+std::string JoinPath(std::string step, const std::string& below) {
+  if (below.empty()) return step;
+  if (below.front() != '[') step.push_back('.');
+  return step + below;
+}
+
+std::optional<std::string> FindInvalidUtf8(const JsonObject& object) {
+  for (const auto& field : object) {
+    std::string_view key(field.key().data(), field.key().size());
+    if (!IsValidUtf8(key)) return std::string(key) + " (the field name)";
+    if (auto bad = FindInvalidUtf8(field.value())) return JoinPath(std::string(key), *bad);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> FindInvalidUtf8(const Json& value) {
   if (value.is_string()) {
-    if (!IsValidUtf8(value.get_string())) return path.empty() ? "(value)" : path;
+    if (!IsValidUtf8(value.get_string())) return std::string();
   } else if (value.is_object()) {
-    for (const auto& [key, child] : value.get_object()) {
-      std::string child_path = path.empty() ? std::string(key) : path + "." + std::string(key);
-      if (!IsValidUtf8(key)) return child_path + " (the field name)";
-      if (auto bad = FindInvalidUtf8(child, child_path)) return bad;
-    }
+    return FindInvalidUtf8(value.get_object());
   } else if (value.is_array()) {
     const auto& array = value.get_array();
     for (std::size_t i = 0; i < array.size(); ++i) {
-      if (auto bad = FindInvalidUtf8(array[i], path + "[" + std::to_string(i) + "]")) return bad;
+      if (auto bad = FindInvalidUtf8(array[i])) {
+        return JoinPath("[" + std::to_string(i) + "]", *bad);
+      }
     }
   }
   return std::nullopt;
@@ -154,7 +173,7 @@ std::string Resource::NewId() const {
 
 // Validates a record about to be stored; sets timestamps. `previous` is the stored record.
 Result<JsonObject> Resource::Prepare(JsonObject record, const JsonObject* previous) const {
-  if (auto bad = FindInvalidUtf8(record, "")) {
+  if (auto bad = FindInvalidUtf8(record)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "resource '" + name() + "': field " + *bad + " is not valid UTF-8");
   }

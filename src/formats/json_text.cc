@@ -2,15 +2,32 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace s3db::formats {
 namespace {
+
+// True when one of the eight bytes at `p` is a control character, '"' or '\\' (exact: the
+// bit tricks below have no false negatives and are only ever asked "any of the eight?").
+bool NeedsEscapeIn8(const char* p) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+  std::uint64_t word;
+  std::memcpy(&word, p, sizeof word);
+  auto has_zero = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
+  std::uint64_t below_space = (word - kOnes * 0x20) & ~word & kHighs;
+  return (below_space | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\'))) != 0;
+}
 
 void AppendEscapedString(std::string_view text, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
   std::size_t plain_start = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
+    // Most text needs no escaping: skip eight such bytes at a time.
+    while (text.size() - i >= 8 && !NeedsEscapeIn8(text.data() + i)) i += 8;
+    if (i == text.size()) break;
     unsigned char c = static_cast<unsigned char>(text[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(text.substr(plain_start, i - plain_start));

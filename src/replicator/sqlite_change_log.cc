@@ -20,7 +20,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -291,6 +293,7 @@ class SqliteChangeLog : public ChangeLog {
     committed_high_ = std::max<std::uint64_t>(static_cast<std::uint64_t>(high),
                                               next_sequence_ - 1);
     last_sequence_.store(committed_high_);
+    tail_floor_ = committed_high_;
 
     S3DB_ASSIGN_OR_RETURN(checkpointer_, OpenConnection(options_.path, false, options_.fsync));
     S3DB_RETURN_IF_ERROR(Exec(checkpointer_, options_.fsync == FsyncPolicy::kOff
@@ -386,6 +389,7 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) override {
+    if (auto recent = ReadFromTail(after, limit)) return std::move(*recent);
     S3DB_ASSIGN_OR_RETURN(Reader * reader, AcquireReader());
     std::vector<LoggedChange> out;
     Status status = Ok();
@@ -474,6 +478,7 @@ class SqliteChangeLog : public ChangeLog {
       }
       removed += static_cast<std::uint64_t>(sqlite3_changes(writer_));
       MarkWritten();
+      ForgetTailThrough(bound);
     }
     return removed;
   }
@@ -650,7 +655,8 @@ class SqliteChangeLog : public ChangeLog {
     const Change* abandon = nullptr;  // forget an intent
     std::uint64_t abandon_sequence = 0;  // abandon: its pending change, if it was prepared here
     const std::vector<LoggedChange>* many = nullptr;
-    std::string requeue_replicator;  // non-empty: move these dead letters back into the log
+    std::string requeue_replicator;      // non-empty: move these dead letters back into the log
+    std::vector<LoggedChange> requeued;  // requeue: the changes it stored
     std::vector<std::uint64_t> sequences;
     Status status = Ok();
     bool done = false;  // guarded by queue_mutex_
@@ -890,6 +896,7 @@ class SqliteChangeLog : public ChangeLog {
       return;
     }
     for (Job* job : group) job->status = Ok();
+    RememberCommitted(group, stale);
     {
       if (!stale_lock.owns_lock()) stale_lock.lock();
       for (std::uint64_t sequence : stale) {
@@ -950,11 +957,13 @@ class SqliteChangeLog : public ChangeLog {
   Status RequeueInTransaction(Job& job) {
     S3DB_ASSIGN_OR_RETURN(std::vector<DeadLetter> letters,
                           SelectDeadLetters(job.requeue_replicator, 0));
-    for (const DeadLetter& letter : letters) {
+    for (DeadLetter& letter : letters) {
       std::uint64_t sequence = next_sequence_++;
       S3DB_RETURN_IF_ERROR(
           InsertChange(sequence, letter.change, letter.replicator, letter.destination));
       job.sequences.push_back(sequence);
+      job.requeued.push_back(
+          LoggedChange{sequence, std::move(letter.change), letter.replicator, letter.destination});
     }
     Statement stmt;
     S3DB_RETURN_IF_ERROR(stmt.Prepare(writer_, "DELETE FROM dead_letters WHERE replicator=? "
@@ -1043,6 +1052,118 @@ class SqliteChangeLog : public ChangeLog {
     }
   }
 
+  // The tail: the changes stored lately, kept in memory so that dispatchers, which mostly
+  // read what was just appended, need no SQLite read and no JSON parse. It holds every
+  // stored change above tail_floor_ (a read from at or above the floor is answered from it
+  // alone); the oldest are dropped past kTailBytes, and settled ones at compaction.
+  static constexpr std::size_t kTailBytes = 8 << 20;
+
+  static std::size_t ApproximateBytes(const Change& change) {
+    // A parsed record takes a few times its text; this only bounds the tail roughly.
+    std::size_t bytes = 256 + change.resource.size() + change.id.size();
+    for (const auto* record : {&change.before, &change.after}) {
+      if (*record) bytes += 3 * ApproximateTextBytes(**record);
+    }
+    return bytes;
+  }
+
+  static std::size_t ApproximateTextBytes(const JsonObject& object) {
+    std::size_t bytes = 2;
+    for (const auto& field : object) {
+      bytes += field.key().size() + 4;
+      const Json& value = field.value();
+      if (value.is_string()) {
+        bytes += value.get_string().size();
+      } else if (value.is_object()) {
+        bytes += ApproximateTextBytes(value.get_object());
+      } else if (value.is_array()) {
+        for (const Json& element : value.get_array()) {
+          bytes += element.is_string()   ? element.get_string().size() + 3
+                   : element.is_object() ? ApproximateTextBytes(element.get_object())
+                                         : 16;
+        }
+      } else {
+        bytes += 16;
+      }
+    }
+    return bytes;
+  }
+
+  // Changes above `after` from the tail, or nullopt when the tail does not hold them all.
+  std::optional<std::vector<LoggedChange>> ReadFromTail(std::uint64_t after, std::size_t limit) {
+    std::vector<std::shared_ptr<const LoggedChange>> found;
+    {
+      std::lock_guard lock(tail_mutex_);
+      if (after < tail_floor_) return std::nullopt;
+      std::uint64_t visible = last_sequence_.load();
+      for (auto it = tail_.upper_bound(after);
+           it != tail_.end() && it->first <= visible && found.size() < limit; ++it) {
+        found.push_back(it->second.change);
+      }
+    }
+    std::vector<LoggedChange> out;
+    out.reserve(found.size());
+    for (const auto& change : found) out.push_back(*change);  // copied outside the lock
+    return out;
+  }
+
+  // After a successful commit, before its changes become visible: the tail gets what the
+  // group stored and loses what it removed.
+  void RememberCommitted(const std::vector<Job*>& group, const std::vector<std::uint64_t>& stale) {
+    std::vector<std::pair<std::uint64_t, TailEntry>> added;
+    auto add = [&](std::uint64_t sequence, LoggedChange logged) {
+      std::size_t bytes = ApproximateBytes(logged.change);
+      added.emplace_back(sequence,
+                         TailEntry{std::make_shared<const LoggedChange>(std::move(logged)), bytes});
+    };
+    for (const Job* job : group) {
+      if (job->single || job->prepare) {
+        const Change& change = job->single ? *job->single : *job->prepare;
+        add(job->sequences.front(), LoggedChange{job->sequences.front(), change, {}, {}});
+      } else if (job->many) {
+        for (std::size_t i = 0; i < job->sequences.size(); ++i) {
+          LoggedChange logged = (*job->many)[i];
+          logged.sequence = job->sequences[i];
+          add(logged.sequence, std::move(logged));
+        }
+      } else if (!job->requeued.empty()) {
+        for (const LoggedChange& logged : job->requeued) add(logged.sequence, logged);
+      }
+    }
+    std::lock_guard lock(tail_mutex_);
+    for (auto& [sequence, entry] : added) {
+      tail_bytes_ += entry.bytes;
+      tail_.insert_or_assign(sequence, std::move(entry));
+    }
+    for (const Job* job : group) {
+      if (job->abandon_sequence) EraseFromTail(job->abandon_sequence);
+    }
+    for (std::uint64_t sequence : stale) EraseFromTail(sequence);
+    while (tail_bytes_ > kTailBytes && !tail_.empty()) {
+      tail_floor_ = std::max(tail_floor_, tail_.begin()->first);
+      tail_bytes_ -= tail_.begin()->second.bytes;
+      tail_.erase(tail_.begin());
+    }
+  }
+
+  // REQUIRES: tail_mutex_ held.
+  void EraseFromTail(std::uint64_t sequence) {
+    auto found = tail_.find(sequence);
+    if (found == tail_.end()) return;
+    tail_bytes_ -= found->second.bytes;
+    tail_.erase(found);
+  }
+
+  // Compaction removed the changes at or below `bound` from the log.
+  void ForgetTailThrough(std::uint64_t bound) {
+    std::lock_guard lock(tail_mutex_);
+    while (!tail_.empty() && tail_.begin()->first <= bound) {
+      tail_bytes_ -= tail_.begin()->second.bytes;
+      tail_.erase(tail_.begin());
+    }
+    tail_floor_ = std::max(tail_floor_, bound);
+  }
+
   // After a commit: the WAL needs an fsync (kBatch) and a checkpoint.
   void MarkWritten() {
     dirty_.store(true);
@@ -1091,6 +1212,15 @@ class SqliteChangeLog : public ChangeLog {
   std::unordered_map<std::string, std::uint64_t> pending_by_key_;
   std::vector<std::uint64_t> confirmed_marks_;  // pending rows to delete with the next commit
   std::uint64_t committed_high_ = 0;            // the highest sequence committed
+
+  struct TailEntry {
+    std::shared_ptr<const LoggedChange> change;
+    std::size_t bytes = 0;  // ApproximateBytes
+  };
+  std::mutex tail_mutex_;  // guards tail_, tail_bytes_, tail_floor_; taken after the others
+  std::map<std::uint64_t, TailEntry> tail_;
+  std::size_t tail_bytes_ = 0;
+  std::uint64_t tail_floor_ = 0;  // the tail holds every stored change above this
 
   std::mutex readers_mutex_;  // guards readers_ and idle_readers_
   std::vector<std::unique_ptr<Reader>> readers_;

@@ -68,5 +68,46 @@ TEST(JsonTest, Utf8Validation) {
   EXPECT_FALSE(IsValidUtf8("\xe2\x82"));      // truncated
 }
 
+TEST(JsonTest, Utf8ValidationFindsABadByteAtEveryPosition) {
+  // The validator skips ASCII eight bytes at a time: a bad byte must be found wherever it is.
+  for (std::size_t length = 1; length <= 40; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      std::string text(length, 'a');
+      EXPECT_TRUE(IsValidUtf8(text));
+      text[at] = '\xff';
+      EXPECT_FALSE(IsValidUtf8(text)) << "length " << length << ", bad byte at " << at;
+      text[at] = 'a';
+      if (at + 2 <= length) {
+        text.replace(at, 2, "\xc3\xa9");  // é
+        EXPECT_TRUE(IsValidUtf8(text)) << "length " << length << ", é at " << at;
+      }
+    }
+  }
+}
+
+TEST(JsonTest, EveryCharacterThatNeedsEscapingIsEscapedAtEveryPosition) {
+  // Strings are copied eight plain bytes at a time: each special character, at each position
+  // of strings around that width, must come out escaped and parse back to the same text.
+  std::vector<std::string> specials = {
+      "\"", "\\", "\n", "\r", "\t", "\b", "\f", std::string(1, '\0'), "\x01", "\x1f", "\x7f", "é"};
+  for (const std::string& special : specials) {
+    for (std::size_t length = 1; length <= 24; ++length) {
+      for (std::size_t at = 0; at < length; ++at) {
+        std::string text(length, 'x');
+        text.replace(at, 1, special);
+        JsonObject record;
+        record["s"] = text;
+        std::string json = ToJson(record);
+        for (unsigned char c : json) {
+          EXPECT_GE(c, 0x20) << "a raw control character in " << json;
+        }
+        auto parsed = ParseJsonObject(json);
+        ASSERT_TRUE(parsed.has_value()) << json;
+        EXPECT_EQ(std::string(parsed->at("s").as_string()), text) << json;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace s3db

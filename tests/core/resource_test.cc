@@ -1,6 +1,7 @@
 // Resource behaviour on every store: memory, file and S3.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -279,6 +280,47 @@ TEST_P(ResourceTest, BadInputIsRejectedWithTheFieldNamed) {
   ASSERT_FALSE(too_big);
   EXPECT_NE(too_big.error().message.find("the limit is"), std::string::npos);
   EXPECT_EQ(plugin_->Snapshot().size(), 1u);  // only the valid 255-byte id
+}
+
+TEST_P(ResourceTest, InvalidUtf8IsNamedByItsFullPath) {
+  struct Case {
+    const char* record;  // "BAD" is replaced by an invalid byte sequence
+    const char* path;
+  };
+  for (const Case& bad : {Case{R"({"name": "x", "note": "BAD"})", "field note is"},
+                          Case{R"({"name": "x", "tags": ["ok", "BAD"]})", "field tags[1] is"},
+                          Case{R"({"name": "x", "m": [[1], ["a", "BAD"]]})", "field m[1][1] is"},
+                          Case{R"({"name": "x", "items": [{"k": "BAD"}]})", "field items[0].k is"},
+                          Case{R"({"name": "x", "a": {"b": {"c": "BAD"}}})", "field a.b.c is"},
+                          Case{R"({"name": "x", "a": {"BAD": 1}})", "(the field name)"}}) {
+    std::string text = bad.record;
+    text.replace(text.find("BAD"), 3, "\\u00ff");
+    JsonObject record = Object(text);
+    // Make the marked string invalid UTF-8 (JSON text itself cannot carry such bytes).
+    std::function<void(Json&)> spoil = [&](Json& value) {
+      if (value.is_string() && value.as_string() == "\xc3\xbf") value = "\xff\xfe";
+      if (value.is_array()) {
+        for (Json& element : value.as_array()) spoil(element);
+      }
+      if (value.is_object()) {
+        JsonObject& object = value.as_object();
+        if (object.contains("\xc3\xbf")) {
+          Json moved = object.at("\xc3\xbf");
+          object.erase("\xc3\xbf");
+          object["\xff\xfe"] = moved;
+        }
+        for (auto& field : object) spoil(field.value());
+      }
+    };
+    Json wrapped = record;
+    spoil(wrapped);
+    auto rejected = users_->Insert(wrapped.as_object());
+    ASSERT_FALSE(rejected) << bad.record;
+    EXPECT_NE(rejected.error().message.find(std::string(bad.path)), std::string::npos)
+        << rejected.error().message;
+    EXPECT_NE(rejected.error().message.find("not valid UTF-8"), std::string::npos);
+  }
+  EXPECT_TRUE(plugin_->Snapshot().empty());
 }
 
 TEST_P(ResourceTest, DeepAndWideRecordsRoundTrip) {

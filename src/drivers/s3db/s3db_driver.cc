@@ -215,14 +215,17 @@ class S3dbDriver : public Driver {
         if (*deleted >= item.revision) return DeliveryResult::Delivered();
       }
     }
-    JsonObject record = item.data;
-    record.erase(kRevisionField);
-    record[kIdField] = item.id;
-    record[kSourceRevisionField] = item.revision;
-    auto written = (*resource)->Replace(item.id, record);
+    auto target_record = [&item] {
+      JsonObject record = item.data;
+      record.erase(kRevisionField);
+      record[kIdField] = item.id;
+      record[kSourceRevisionField] = item.revision;
+      return record;
+    };
+    auto written = (*resource)->Replace(item.id, target_record());
     if (!written && written.error().code == ErrorCode::kConflict && !*current &&
         RemoveAbandonedDeletion(item.target, item.id)) {
-      written = (*resource)->Replace(item.id, std::move(record));
+      written = (*resource)->Replace(item.id, target_record());
     }
     if (!written) return FromError(written.error());
     return DeliveryResult::Delivered();

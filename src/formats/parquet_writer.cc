@@ -116,12 +116,6 @@ struct RowGroupMeta {
   std::vector<ChunkMeta> chunks;  // by column index; may be shorter than the column count
 };
 
-struct ColumnState {
-  Layout layout = Layout::kUnknown;
-  Leaf leaf = Leaf::kUnknown;
-  std::vector<Json> buffered;  // this row group's values, null for missing
-};
-
 // The non-null values of one chunk, converted to the leaf type.
 struct LeafValues {
   Leaf leaf = Leaf::kUnknown;
@@ -175,6 +169,247 @@ struct LeafValues {
     }
   }
 };
+
+// Running statistics over the non-null values of one chunk (or part of one).
+struct ValueStats {
+  std::size_t count = 0;
+  bool any_true = false;
+  bool any_false = false;
+  std::int64_t integer_min = 0, integer_max = 0;
+  double double_min = 0, double_max = 0;
+  std::string bytes_min, bytes_max;
+
+  void Add(const LeafValues& values) {
+    std::size_t n = values.size();
+    if (n == 0) return;
+    switch (values.leaf) {
+      case Leaf::kBoolean:
+        for (std::uint8_t b : values.booleans) (b ? any_true : any_false) = true;
+        break;
+      case Leaf::kInt64:
+      case Leaf::kTimestamp:
+        if (count == 0) integer_min = integer_max = values.integers[0];
+        for (std::int64_t v : values.integers) {
+          integer_min = std::min(integer_min, v);
+          integer_max = std::max(integer_max, v);
+        }
+        break;
+      case Leaf::kDouble:
+        if (count == 0) double_min = double_max = values.doubles[0];
+        for (double v : values.doubles) {
+          double_min = std::min(double_min, v);
+          double_max = std::max(double_max, v);
+        }
+        break;
+      case Leaf::kString:
+      case Leaf::kJson: {
+        const std::string* lo = count == 0 ? &values.bytes[0] : &bytes_min;
+        const std::string* hi = count == 0 ? &values.bytes[0] : &bytes_max;
+        for (const std::string& v : values.bytes) {
+          if (v < *lo) lo = &v;  // std::string compares bytes as unsigned char
+          if (*hi < v) hi = &v;
+        }
+        if (lo != &bytes_min) bytes_min = *lo;
+        if (hi != &bytes_max) bytes_max = *hi;
+        break;
+      }
+      case Leaf::kUnknown:
+        return;
+    }
+    count += n;
+  }
+
+  void Merge(const ValueStats& other) {
+    if (other.count == 0) return;
+    if (count == 0) {
+      *this = other;
+      return;
+    }
+    any_true |= other.any_true;
+    any_false |= other.any_false;
+    integer_min = std::min(integer_min, other.integer_min);
+    integer_max = std::max(integer_max, other.integer_max);
+    double_min = std::min(double_min, other.double_min);
+    double_max = std::max(double_max, other.double_max);
+    if (other.bytes_min < bytes_min) bytes_min = other.bytes_min;
+    if (bytes_max < other.bytes_max) bytes_max = other.bytes_max;
+    count += other.count;
+  }
+
+  // Sets the chunk's min_value / max_value (PLAIN-encoded), if it has any.
+  void Write(Leaf leaf, ChunkMeta& chunk) const {
+    if (count == 0) return;
+    std::string min, max;
+    switch (leaf) {
+      case Leaf::kBoolean:
+        min.push_back(any_false ? 0 : 1);
+        max.push_back(any_true ? 1 : 0);
+        break;
+      case Leaf::kInt64:
+      case Leaf::kTimestamp:
+        AppendInt64LittleEndian(integer_min, min);
+        AppendInt64LittleEndian(integer_max, max);
+        break;
+      case Leaf::kDouble: {
+        // The specification asks for -0.0 as a zero minimum and +0.0 as a zero maximum.
+        double lo = double_min == 0.0 ? -0.0 : double_min;
+        double hi = double_max == 0.0 ? 0.0 : double_max;
+        AppendDoubleLittleEndian(lo, min);
+        AppendDoubleLittleEndian(hi, max);
+        break;
+      }
+      case Leaf::kString:
+      case Leaf::kJson:
+        if (bytes_min.size() > kMaxStatisticsBytes || bytes_max.size() > kMaxStatisticsBytes) {
+          return;
+        }
+        min = bytes_min;
+        max = bytes_max;
+        break;
+      case Leaf::kUnknown:
+        return;
+    }
+    chunk.has_min_max = true;
+    chunk.min_value = std::move(min);
+    chunk.max_value = std::move(max);
+  }
+};
+
+// Encoded data pages of one chunk (or of its provisional tail): headers and compressed bodies.
+struct EncodedPages {
+  std::string bytes;
+  std::int64_t uncompressed_size = 0;  // headers + uncompressed bodies
+  std::int64_t num_values = 0;         // level entries, nulls included
+  std::int64_t null_count = 0;
+  bool uses_dictionary = false;  // some page is RLE_DICTIONARY
+  ValueStats stats;
+};
+
+// The dictionary of one chunk: distinct values in first-seen order. It only grows by
+// appending, so the indices of pages already encoded stay valid while later pages add
+// entries; once it would grow past the size limit (or hold mostly unique values), the chunk
+// falls back to PLAIN pages for good.
+struct ChunkDictionary {
+  bool initialized = false;
+  bool active = false;  // later pages may still use it
+  LeafValues entries;
+  std::unordered_map<std::string, std::uint32_t> byte_index;   // STRING and JSON
+  std::unordered_map<std::uint64_t, std::uint32_t> bit_index;  // INT64, TIMESTAMP, DOUBLE
+  std::size_t plain_bytes = 0;
+  std::size_t sealed_values = 0;  // non-null values of the chunk's sealed pages
+  // The dictionary page as last encoded (header + compressed body), for `page_entries`.
+  std::string page;
+  std::int64_t page_uncompressed_size = 0;
+  std::size_t page_entries = 0;
+
+  // Looks up or appends every value; fills `indices`. False (and nothing changed) when the
+  // dictionary would pass `size_limit` bytes, or, with `check_ratio`, hold more entries than
+  // half of `total_values`.
+  bool Extend(const LeafValues& values, std::size_t size_limit, bool check_ratio,
+              std::size_t total_values, std::vector<std::uint32_t>& indices) {
+    std::size_t before = entries.size();
+    std::size_t bytes_before = plain_bytes;
+    std::size_t max_entries =
+        check_ratio ? total_values / 2 : std::numeric_limits<std::size_t>::max();
+    bool is_bytes = values.leaf == Leaf::kString || values.leaf == Leaf::kJson;
+    indices.clear();
+    indices.reserve(values.size());
+    bool fits = true;
+    for (std::size_t i = 0; i < values.size() && fits; ++i) {
+      std::uint32_t next = static_cast<std::uint32_t>(entries.size());
+      bool inserted;
+      std::uint32_t index;
+      if (is_bytes) {
+        auto [it, added] = byte_index.try_emplace(values.bytes[i], next);
+        inserted = added;
+        index = it->second;
+        if (added) {
+          entries.bytes.push_back(values.bytes[i]);
+          plain_bytes += 4 + values.bytes[i].size();
+        }
+      } else {
+        std::uint64_t key;
+        if (values.leaf == Leaf::kDouble) {
+          std::memcpy(&key, &values.doubles[i], sizeof key);  // keeps -0.0 apart from 0.0
+        } else {
+          key = static_cast<std::uint64_t>(values.integers[i]);
+        }
+        auto [it, added] = bit_index.try_emplace(key, next);
+        inserted = added;
+        index = it->second;
+        if (added) {
+          if (values.leaf == Leaf::kDouble) {
+            entries.doubles.push_back(values.doubles[i]);
+          } else {
+            entries.integers.push_back(values.integers[i]);
+          }
+          plain_bytes += 8;
+        }
+      }
+      if (inserted && (plain_bytes > size_limit || entries.size() > max_entries)) fits = false;
+      indices.push_back(index);
+    }
+    if (fits) return true;
+    // Undo this batch's entries.
+    for (std::size_t e = before; e < entries.size(); ++e) {
+      if (is_bytes) {
+        byte_index.erase(entries.bytes[e]);
+      } else if (values.leaf == Leaf::kDouble) {
+        std::uint64_t key;
+        std::memcpy(&key, &entries.doubles[e], sizeof key);
+        bit_index.erase(key);
+      } else {
+        bit_index.erase(static_cast<std::uint64_t>(entries.integers[e]));
+      }
+    }
+    entries.bytes.resize(is_bytes ? before : entries.bytes.size());
+    entries.doubles.resize(values.leaf == Leaf::kDouble ? before : entries.doubles.size());
+    entries.integers.resize(!is_bytes && values.leaf != Leaf::kDouble ? before
+                                                                      : entries.integers.size());
+    plain_bytes = bytes_before;
+    indices.clear();
+    return false;
+  }
+
+  // Falls back to PLAIN for the rest of the chunk: no more entries will be looked up.
+  void Freeze() {
+    active = false;
+    byte_index = {};
+    bit_index = {};
+  }
+};
+
+// The open row group's chunk of one column with a decided type: the rows sealed into data
+// pages so far (encoded and compressed once) and the dictionary they use.
+struct OpenChunk {
+  EncodedPages sealed;
+  ChunkDictionary dictionary;
+  std::size_t rows = 0;
+};
+
+struct ColumnState {
+  Layout layout = Layout::kUnknown;
+  Leaf leaf = Leaf::kUnknown;
+  // This row group's values not sealed into `open` yet, null for missing. A column without a
+  // decided type keeps all of its row group's values here.
+  std::vector<Json> buffered;
+  std::size_t buffered_bytes = 0;  // estimated size of `buffered`
+  int provisional_publishes = 0;   // flushes that published `buffered` without sealing it
+  OpenChunk open;
+};
+
+// A column whose values can be encoded: its layout and leaf type are known.
+bool Decided(const ColumnState& state) {
+  return state.layout == Layout::kScalar ||
+         (state.layout == Layout::kList && state.leaf != Leaf::kUnknown);
+}
+
+bool HasValue(const std::vector<Json>& values) {
+  for (const Json& value : values) {
+    if (!value.is_null()) return true;
+  }
+  return false;
+}
 
 tl::unexpected<Error> DoesNotFit(std::string_view column, const Json& value, Leaf leaf,
                                  std::string_view advice) {
@@ -376,110 +611,6 @@ Status AppendLeafValue(const Json& value, LeafValues& out) {
   return MakeError(ErrorCode::kInternal, "parquet: value for a column without a type");
 }
 
-void ComputeStatistics(const LeafValues& values, ChunkMeta& chunk) {
-  if (values.size() == 0) return;
-  std::string min, max;
-  switch (values.leaf) {
-    case Leaf::kBoolean: {
-      bool any_true = false, any_false = false;
-      for (std::uint8_t b : values.booleans) (b ? any_true : any_false) = true;
-      min.push_back(any_false ? 0 : 1);
-      max.push_back(any_true ? 1 : 0);
-      break;
-    }
-    case Leaf::kInt64:
-    case Leaf::kTimestamp: {
-      std::int64_t lo = values.integers[0], hi = values.integers[0];
-      for (std::int64_t v : values.integers) {
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-      }
-      AppendInt64LittleEndian(lo, min);
-      AppendInt64LittleEndian(hi, max);
-      break;
-    }
-    case Leaf::kDouble: {
-      double lo = values.doubles[0], hi = values.doubles[0];
-      for (double v : values.doubles) {
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-      }
-      // The specification asks for -0.0 as a zero minimum and +0.0 as a zero maximum.
-      if (lo == 0.0) lo = -0.0;
-      if (hi == 0.0) hi = 0.0;
-      AppendDoubleLittleEndian(lo, min);
-      AppendDoubleLittleEndian(hi, max);
-      break;
-    }
-    case Leaf::kString:
-    case Leaf::kJson: {
-      const std::string* lo = &values.bytes[0];
-      const std::string* hi = &values.bytes[0];
-      for (const std::string& v : values.bytes) {
-        if (v < *lo) lo = &v;  // std::string compares bytes as unsigned char
-        if (*hi < v) hi = &v;
-      }
-      if (lo->size() > kMaxStatisticsBytes || hi->size() > kMaxStatisticsBytes) return;
-      min = *lo;
-      max = *hi;
-      break;
-    }
-    case Leaf::kUnknown:
-      return;
-  }
-  chunk.has_min_max = true;
-  chunk.min_value = std::move(min);
-  chunk.max_value = std::move(max);
-}
-
-// A dictionary over the values of one chunk: distinct values in first-seen order.
-struct Dictionary {
-  LeafValues entries;
-  std::vector<std::uint32_t> indices;
-  std::size_t plain_bytes = 0;
-};
-
-bool BuildDictionary(const LeafValues& values, std::size_t size_limit, Dictionary& dictionary) {
-  dictionary.entries.leaf = values.leaf;
-  dictionary.indices.reserve(values.size());
-  std::size_t max_entries = values.size() / 2;
-  if (values.leaf == Leaf::kString || values.leaf == Leaf::kJson) {
-    std::unordered_map<std::string_view, std::uint32_t> seen;
-    for (const std::string& v : values.bytes) {
-      auto [it, inserted] =
-          seen.emplace(std::string_view(v), static_cast<std::uint32_t>(seen.size()));
-      if (inserted) {
-        dictionary.entries.bytes.push_back(v);
-        dictionary.plain_bytes += 4 + v.size();
-        if (dictionary.plain_bytes > size_limit || seen.size() > max_entries) return false;
-      }
-      dictionary.indices.push_back(it->second);
-    }
-    return true;
-  }
-  std::unordered_map<std::uint64_t, std::uint32_t> seen;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    std::uint64_t key;
-    if (values.leaf == Leaf::kDouble) {
-      std::memcpy(&key, &values.doubles[i], sizeof key);  // keeps -0.0 apart from 0.0
-    } else {
-      key = static_cast<std::uint64_t>(values.integers[i]);
-    }
-    auto [it, inserted] = seen.emplace(key, static_cast<std::uint32_t>(seen.size()));
-    if (inserted) {
-      if (values.leaf == Leaf::kDouble) {
-        dictionary.entries.doubles.push_back(values.doubles[i]);
-      } else {
-        dictionary.entries.integers.push_back(values.integers[i]);
-      }
-      dictionary.plain_bytes += 8;
-      if (dictionary.plain_bytes > size_limit || seen.size() > max_entries) return false;
-    }
-    dictionary.indices.push_back(it->second);
-  }
-  return true;
-}
-
 std::string PageHeader(std::int32_t page_type, std::size_t uncompressed, std::size_t compressed,
                        std::int32_t num_values, std::int32_t encoding) {
   ThriftCompactWriter w;
@@ -516,6 +647,16 @@ void AppendLevels(const std::vector<std::uint32_t>& levels, std::size_t begin, s
 
 // See PrepareFlushTrailer.
 constexpr std::uint64_t kReencodeBudget = 16;
+// A Flush seals the rows a column buffered since its last sealed page into data pages once
+// they reach kSealRows rows or kSealBytes bytes, or were published provisionally
+// kMaxProvisionalPublishes times: so no value is encoded more than kMaxProvisionalPublishes
+// + 1 times, and each Flush re-encodes at most about that much per column.
+constexpr std::size_t kSealRows = 1024;
+constexpr std::size_t kSealBytes = 64u << 10;
+constexpr int kMaxProvisionalPublishes = 8;
+// Below this many values a chunk keeps its dictionary even if most values are distinct (the
+// ratio says little yet); only the size limit applies.
+constexpr std::size_t kDictionaryTrialValues = 1000;
 
 struct ParquetWriter::State {
   ColumnSet columns;
@@ -524,11 +665,11 @@ struct ParquetWriter::State {
   StickyError sticky;
   std::vector<ColumnState> column_states;
   std::vector<RowGroupMeta> row_groups;
-  std::size_t buffered_rows = 0;
-  std::size_t buffered_bytes = 0;
+  std::size_t buffered_rows = 0;   // rows of the open row group (sealed or not)
+  std::size_t buffered_bytes = 0;  // estimated size of the open row group's values
   std::int64_t total_rows = 0;
   std::size_t published_trailer = 0;  // bytes of the last Flush's trailer (rows still buffered)
-  std::uint64_t reencoded_rows = 0;   // rows encoded provisionally for the open row group
+  std::uint64_t reencoded_rows = 0;   // rows encoded provisionally for undecided columns
   bool finished = false;
   bool abandoned = false;
   std::vector<const Json*> cells;
@@ -538,9 +679,10 @@ struct ParquetWriter::State {
     return Ok();
   }
 
-  // Appends one page (header + compressed body) to `out`; adds its sizes to `chunk`.
+  // Appends one page (header + compressed body) to `out`; adds its uncompressed size
+  // (header included) to `uncompressed_size`.
   Status AppendPage(std::int32_t page_type, const std::string& body, std::int32_t num_values,
-                    std::int32_t encoding, ChunkMeta& chunk, std::string& out) {
+                    std::int32_t encoding, std::string& out, std::int64_t& uncompressed_size) {
     S3DB_ASSIGN_OR_RETURN(std::string compressed, Compress(options.compression, body));
     if (body.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) ||
         compressed.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
@@ -550,15 +692,17 @@ struct ParquetWriter::State {
         PageHeader(page_type, body.size(), compressed.size(), num_values, encoding);
     out.append(header);
     out.append(compressed);
-    chunk.total_uncompressed_size += static_cast<std::int64_t>(header.size() + body.size());
-    chunk.total_compressed_size += static_cast<std::int64_t>(header.size() + compressed.size());
+    uncompressed_size += static_cast<std::int64_t>(header.size() + body.size());
     return Ok();
   }
 
-  // Encodes the buffered values of a column with a decided layout as one chunk at the end
-  // of the sink's body, or with `provisional`, at the end of that string (which follows the
-  // body in the next published object).
-  Result<ChunkMeta> EncodeChunk(const ColumnState& state, std::string* provisional = nullptr) {
+  // Encodes the buffered values of a decided column as data pages appended to `out`, with
+  // `dictionary` while it is active (it grows by this batch's new values, or falls back to
+  // PLAIN for good if it cannot take them). `whole_chunk`: these are all the chunk's rows, so
+  // the dictionary must pay off (at most half as many entries as values). `seal`: the pages
+  // become part of the chunk (counted for the dictionary's entries-to-values ratio).
+  Status EncodePages(const ColumnState& state, ChunkDictionary& dictionary, bool whole_chunk,
+                     bool seal, EncodedPages& out) {
     bool is_list = state.layout == Layout::kList;
     int max_definition = is_list ? 3 : 1;
     std::vector<std::uint32_t> definition, repetition;
@@ -589,32 +733,28 @@ struct ParquetWriter::State {
       row_value_end.push_back(values.size());
     }
 
-    ChunkMeta chunk;
-    chunk.written = true;
-    chunk.written_layout = state.layout;
-    chunk.num_values = static_cast<std::int64_t>(definition.size());
+    out.num_values += static_cast<std::int64_t>(definition.size());
     for (std::uint32_t level : definition) {
-      if (static_cast<int>(level) < max_definition) ++chunk.null_count;
+      if (static_cast<int>(level) < max_definition) ++out.null_count;
     }
-    ComputeStatistics(values, chunk);
+    out.stats.Add(values);
 
-    Dictionary dictionary;
-    bool use_dictionary = options.dictionary && values.leaf != Leaf::kBoolean &&
-                          values.size() > 0 &&
-                          BuildDictionary(values, options.dictionary_size_limit, dictionary);
-
-    std::uint64_t base = sink->BodySize() + (provisional ? provisional->size() : 0);
-    std::string out;
-    if (use_dictionary) {
-      std::string body;
-      dictionary.entries.AppendPlain(0, dictionary.entries.size(), body);
-      chunk.dictionary_page_offset = static_cast<std::int64_t>(base);
-      S3DB_RETURN_IF_ERROR(AppendPage(kPageDictionary, body,
-                                      static_cast<std::int32_t>(dictionary.entries.size()),
-                                      kEncodingPlain, chunk, out));
-      chunk.dictionary_encoded = true;
+    if (!dictionary.initialized) {
+      dictionary.initialized = true;
+      dictionary.active = options.dictionary && state.leaf != Leaf::kBoolean;
+      dictionary.entries.leaf = state.leaf;
     }
-    chunk.data_page_offset = static_cast<std::int64_t>(base + out.size());
+    std::vector<std::uint32_t> indices;
+    bool use_dictionary = false;
+    if (dictionary.active && values.size() > 0) {
+      std::size_t total = dictionary.sealed_values + values.size();
+      bool check_ratio = whole_chunk || total >= kDictionaryTrialValues;
+      use_dictionary =
+          dictionary.Extend(values, options.dictionary_size_limit, check_ratio, total, indices);
+      if (!use_dictionary) dictionary.Freeze();
+    }
+    if (seal && use_dictionary) dictionary.sealed_values += values.size();
+    out.uses_dictionary |= use_dictionary;
     int index_bit_width =
         use_dictionary
             ? std::max(1, BitWidth(static_cast<std::uint32_t>(dictionary.entries.size() - 1)))
@@ -642,22 +782,77 @@ struct ParquetWriter::State {
       AppendLevels(definition, level_begin, level_end, max_definition, body);
       if (use_dictionary) {
         body.push_back(static_cast<char>(index_bit_width));
-        AppendRleHybrid(dictionary.indices.data() + value_begin, value_end - value_begin,
-                        index_bit_width, body);
+        AppendRleHybrid(indices.data() + value_begin, value_end - value_begin, index_bit_width,
+                        body);
       } else {
         values.AppendPlain(value_begin, value_end, body);
       }
-      S3DB_RETURN_IF_ERROR(
-          AppendPage(kPageData, body, static_cast<std::int32_t>(level_end - level_begin),
-                     use_dictionary ? kEncodingRleDictionary : kEncodingPlain, chunk, out));
+      S3DB_RETURN_IF_ERROR(AppendPage(kPageData, body,
+                                      static_cast<std::int32_t>(level_end - level_begin),
+                                      use_dictionary ? kEncodingRleDictionary : kEncodingPlain,
+                                      out.bytes, out.uncompressed_size));
       level_begin = level_end;
       value_begin = value_end;
     }
-    if (provisional) {
-      provisional->append(out);
-    } else {
-      S3DB_RETURN_IF_ERROR(sink->Append(out));
+    return Ok();
+  }
+
+  // Seals the column's buffered values into its open chunk's pages. `closing`: the row
+  // group is being closed (no more rows will come).
+  Status Seal(ColumnState& state, bool closing) {
+    if (state.buffered.empty()) return Ok();
+    OpenChunk& open = state.open;
+    bool whole_chunk = closing && open.rows == 0;
+    S3DB_RETURN_IF_ERROR(EncodePages(state, open.dictionary, whole_chunk, true, open.sealed));
+    open.rows += state.buffered.size();
+    state.buffered.clear();
+    state.buffered_bytes = 0;
+    state.provisional_publishes = 0;
+    return Ok();
+  }
+
+  // Appends the chunk of `state` to `out`, which starts at file offset `base`: the dictionary
+  // page (encoded again only when entries were added since), the sealed pages, then `tail`
+  // (pages of rows not sealed yet) if given.
+  Result<ChunkMeta> EmitChunk(const ColumnState& state, OpenChunk& open, const EncodedPages* tail,
+                              std::uint64_t base, std::string& out) {
+    ChunkMeta chunk;
+    chunk.written = true;
+    chunk.written_layout = state.layout;
+    ChunkDictionary& dictionary = open.dictionary;
+    bool uses_dictionary = open.sealed.uses_dictionary || (tail && tail->uses_dictionary);
+    std::size_t start = out.size();
+    if (uses_dictionary) {
+      if (dictionary.page_entries != dictionary.entries.size() || dictionary.page.empty()) {
+        std::string body;
+        dictionary.entries.AppendPlain(0, dictionary.entries.size(), body);
+        dictionary.page.clear();
+        dictionary.page_uncompressed_size = 0;
+        S3DB_RETURN_IF_ERROR(
+            AppendPage(kPageDictionary, body, static_cast<std::int32_t>(dictionary.entries.size()),
+                       kEncodingPlain, dictionary.page, dictionary.page_uncompressed_size));
+        dictionary.page_entries = dictionary.entries.size();
+      }
+      chunk.dictionary_page_offset = static_cast<std::int64_t>(base);
+      chunk.dictionary_encoded = true;
+      out.append(dictionary.page);
+      chunk.total_uncompressed_size += dictionary.page_uncompressed_size;
     }
+    chunk.data_page_offset = static_cast<std::int64_t>(base + (out.size() - start));
+    out.append(open.sealed.bytes);
+    chunk.total_uncompressed_size += open.sealed.uncompressed_size;
+    chunk.num_values = open.sealed.num_values;
+    chunk.null_count = open.sealed.null_count;
+    ValueStats stats = open.sealed.stats;
+    if (tail) {
+      out.append(tail->bytes);
+      chunk.total_uncompressed_size += tail->uncompressed_size;
+      chunk.num_values += tail->num_values;
+      chunk.null_count += tail->null_count;
+      stats.Merge(tail->stats);
+    }
+    chunk.total_compressed_size = static_cast<std::int64_t>(out.size() - start);
+    stats.Write(state.leaf, chunk);
     return chunk;
   }
 
@@ -691,7 +886,8 @@ struct ParquetWriter::State {
     }
     std::string out;
     S3DB_RETURN_IF_ERROR(AppendPage(kPageData, body, static_cast<std::int32_t>(num_rows),
-                                    kEncodingPlain, chunk, out));
+                                    kEncodingPlain, out, chunk.total_uncompressed_size));
+    chunk.total_compressed_size = static_cast<std::int64_t>(out.size());
     if (provisional) {
       provisional->append(out);
     } else {
@@ -711,9 +907,16 @@ struct ParquetWriter::State {
       if (state.layout == Layout::kUnknown) InferColumn(state);
       if (state.layout == Layout::kList && state.leaf == Leaf::kUnknown) InferListLeaf(state);
       if (state.layout != Layout::kUnknown) {
-        S3DB_ASSIGN_OR_RETURN(group.chunks[c], EncodeChunk(state));
+        S3DB_RETURN_IF_ERROR(Seal(state, true));
+        std::string out;
+        S3DB_ASSIGN_OR_RETURN(group.chunks[c],
+                              EmitChunk(state, state.open, nullptr, sink->BodySize(), out));
+        S3DB_RETURN_IF_ERROR(sink->Append(out));
       }  // else: all null so far; written at the next footer, once the layout is known
       state.buffered.clear();
+      state.buffered_bytes = 0;
+      state.provisional_publishes = 0;
+      state.open = OpenChunk();
     }
     row_groups.push_back(std::move(group));
     total_rows += static_cast<std::int64_t>(buffered_rows);
@@ -899,57 +1102,91 @@ struct ParquetWriter::State {
     return BuildFooter();
   }
 
-  // The trailer of a Flush: the buffered rows encoded as a provisional last row group, then
-  // a footer listing it. Nothing of it enters the body: the rows stay buffered, so the row
-  // group keeps filling up to rowGroupSize rows, and the types of still undecided columns are
-  // inferred for this publish only (the final row group decides them from all its rows).
+  // The trailer of a Flush: the open row group as a provisional last row group, then a
+  // footer listing it. Nothing of it enters the body: the row group keeps filling up to
+  // rowGroupSize rows. For a column with a decided type, the rows already sealed into pages
+  // are copied as they are; its newer rows are sealed now or, while few, encoded for this
+  // publish only (see kSealRows). A column whose type is still undecided is typed for this
+  // publish only and encoded whole, within a budget: once those publishes would add up to
+  // more than kReencodeBudget row groups' worth of rows, its type is decided from the rows
+  // so far, for good, and its rows are sealed like any other's.
   Result<std::string> PrepareFlushTrailer() {
-    // Each provisional publish re-encodes the whole open row group. Once that would add up
-    // to more than kReencodeBudget row groups' worth, the group is closed as it is: the cost of
-    // a row stays bounded (at most kReencodeBudget + 1 encodings) however often Flush is
-    // called, at the price of a smaller row group when flushes are very frequent.
-    if (buffered_rows == 0 ||
-        reencoded_rows + buffered_rows > kReencodeBudget * options.row_group_size) {
-      return PrepareFooter();
-    }
-    reencoded_rows += buffered_rows;
+    if (buffered_rows == 0) return PrepareFooter();
     S3DB_RETURN_IF_ERROR(EnsureMagic());
-    std::vector<std::pair<Layout, Leaf>> decided;
-    decided.reserve(column_states.size());
-    for (ColumnState& state : column_states) {
-      decided.emplace_back(state.layout, state.leaf);
-      if (state.layout == Layout::kUnknown) InferColumn(state);
-      if (state.layout == Layout::kList && state.leaf == Leaf::kUnknown) InferListLeaf(state);
-    }
-    auto trailer = EncodeProvisional();
-    for (std::size_t c = 0; c < column_states.size(); ++c) {
-      column_states[c].layout = decided[c].first;
-      column_states[c].leaf = decided[c].second;
-    }
-    return trailer;
-  }
-
-  Result<std::string> EncodeProvisional() {
     // Committed row groups get their missing chunks in the body, as at any footer.
     S3DB_RETURN_IF_ERROR(MaterializeMissingChunks());
+
+    bool any_undecided = false;
+    for (const ColumnState& state : column_states) {
+      any_undecided |= !Decided(state) && HasValue(state.buffered);
+    }
+    if (any_undecided) {
+      if (reencoded_rows + buffered_rows > kReencodeBudget * options.row_group_size) {
+        for (ColumnState& state : column_states) {
+          if (state.layout == Layout::kUnknown) InferColumn(state);
+          if (state.layout == Layout::kList && state.leaf == Leaf::kUnknown) {
+            InferListLeaf(state);
+          }
+        }
+      } else {
+        reencoded_rows += buffered_rows;
+      }
+    }
+
+    std::vector<std::pair<std::size_t, std::pair<Layout, Leaf>>> provisional_types;
+    auto restore_types = [&] {
+      for (const auto& [c, type] : provisional_types) {
+        column_states[c].layout = type.first;
+        column_states[c].leaf = type.second;
+      }
+    };
     std::string tail;
     RowGroupMeta group;
     group.num_rows = static_cast<std::int64_t>(buffered_rows);
     group.chunks.resize(column_states.size());
     for (std::size_t c = 0; c < column_states.size(); ++c) {
-      const ColumnState& state = column_states[c];
-      if (state.layout != Layout::kUnknown) {
-        S3DB_ASSIGN_OR_RETURN(group.chunks[c], EncodeChunk(state, &tail));
-      } else {
-        S3DB_ASSIGN_OR_RETURN(group.chunks[c],
-                              MaterializeNullChunk(Layout::kScalar, group.num_rows, &tail));
+      ColumnState& state = column_states[c];
+      std::uint64_t base = sink->BodySize() + tail.size();
+      if (Decided(state)) {
+        if (state.buffered.empty()) {
+          S3DB_ASSIGN_OR_RETURN(group.chunks[c], EmitChunk(state, state.open, nullptr, base, tail));
+        } else if (state.buffered.size() >= kSealRows || state.buffered_bytes >= kSealBytes ||
+                   state.provisional_publishes >= kMaxProvisionalPublishes) {
+          S3DB_RETURN_IF_ERROR(Seal(state, false));
+          S3DB_ASSIGN_OR_RETURN(group.chunks[c], EmitChunk(state, state.open, nullptr, base, tail));
+        } else {
+          EncodedPages pages;
+          S3DB_RETURN_IF_ERROR(EncodePages(state, state.open.dictionary, false, false, pages));
+          ++state.provisional_publishes;
+          S3DB_ASSIGN_OR_RETURN(group.chunks[c], EmitChunk(state, state.open, &pages, base, tail));
+        }
+        continue;
       }
+      // Typed for this publish only: the state is restored after the footer.
+      provisional_types.emplace_back(c, std::make_pair(state.layout, state.leaf));
+      if (state.layout == Layout::kUnknown) InferColumn(state);
+      if (state.layout == Layout::kList && state.leaf == Leaf::kUnknown) InferListLeaf(state);
+      Result<ChunkMeta> chunk;
+      if (state.layout == Layout::kUnknown) {
+        chunk = MaterializeNullChunk(Layout::kScalar, group.num_rows, &tail);
+      } else {  // a list whose elements are all null so far encodes only levels
+        OpenChunk whole;
+        Status encoded = EncodePages(state, whole.dictionary, true, true, whole.sealed);
+        chunk = encoded ? EmitChunk(state, whole, nullptr, base, tail)
+                        : Result<ChunkMeta>(tl::unexpected(encoded.error()));
+      }
+      if (!chunk) {
+        restore_types();
+        return tl::unexpected(chunk.error());
+      }
+      group.chunks[c] = std::move(*chunk);
     }
     row_groups.push_back(std::move(group));
     total_rows += static_cast<std::int64_t>(buffered_rows);
     tail += BuildFooter();
     row_groups.pop_back();
     total_rows -= static_cast<std::int64_t>(buffered_rows);
+    restore_types();
     return tail;
   }
 };
@@ -1116,8 +1353,10 @@ Status ParquetWriter::Add(const JsonObject& row) {
     if (s.cells[c] == nullptr) {
       s.column_states[c].buffered.emplace_back();
     } else {
+      std::size_t bytes = EstimateBytes(*s.cells[c]);
       s.column_states[c].buffered.push_back(*s.cells[c]);
-      s.buffered_bytes += EstimateBytes(*s.cells[c]);
+      s.column_states[c].buffered_bytes += bytes;
+      s.buffered_bytes += bytes;
     }
   }
   ++s.buffered_rows;
@@ -1149,7 +1388,10 @@ Status ParquetWriter::Finish() {
 void ParquetWriter::Abandon() {
   if (state_->abandoned || state_->finished) return;
   state_->abandoned = true;
-  for (ColumnState& column : state_->column_states) column.buffered.clear();
+  for (ColumnState& column : state_->column_states) {
+    column.buffered.clear();
+    column.open = OpenChunk();
+  }
   state_->sink->Abandon();
 }
 

@@ -4,11 +4,12 @@
 // Every column is OPTIONAL. Data pages are v1 with RLE definition (and repetition) levels;
 // values are dictionary encoded (dictionary page + RLE_DICTIONARY indices) when the chunk's
 // dictionary stays under `dictionary_size_limit` and has at most half as many entries as
-// values, else PLAIN. Chunks carry statistics (null_count, min_value / max_value; strings
+// values, else PLAIN (a chunk written across flushes may switch to PLAIN part way, see
+// Flush below). Chunks carry statistics (null_count, min_value / max_value; strings
 // longer than 4 KiB get no min/max) and the file declares TYPE_ORDER column orders.
 //
 // Column types (decided once per file, from the declared type, else from the values of the
-// first row group in which the column has a non-null value):
+// first row group in which the column has a non-null value; see Flush below):
 //   boolean                -> BOOLEAN
 //   integer                -> INT64 (int64 and uint64 up to 2^63-1)
 //   number                 -> DOUBLE (integers must be within +-2^53 to convert exactly)
@@ -31,15 +32,20 @@
 //
 // Flush writes all-null chunks for columns that a row group lacks and publishes body + a
 // trailer through the sink, so the file is complete after every Flush. The trailer holds the
-// rows buffered since the last full row group, encoded as a provisional last row group, and
-// the footer. The rows stay buffered: the next Flush publishes them again with the rows added
-// since, and a row group enters the body only once it has rowGroupSize rows (or ~128 MiB), or
-// at Finish. Re-encoding is bounded: once the provisional publishes of one row group would
-// add up to more than 16 row groups' worth of rows, the next Flush closes the group as it is.
-// So flushes at least rowGroupSize / 32 rows apart give a finished file of full row groups
-// (the last one smaller); more frequent ones give groups of about sqrt(32 * rowGroupSize *
-// rows per flush) rows, and a row is never encoded more than 17 times.
-// Columns still undecided are typed for that publish only; the full row group decides.
+// open row group as a provisional last row group, and the footer. A row group enters the
+// body only once it has rowGroupSize rows (or ~128 MiB), or at Finish, so flushes never cut
+// row groups: a finished file has row groups of rowGroupSize rows, the last one smaller.
+// The work of a Flush stays bounded: a column chunk holds many data pages, and the rows
+// already published are sealed into finished pages (encoded and compressed once, kept as
+// bytes) that each trailer copies as they are; a Flush encodes only the rows added since the
+// last sealed page, sealing them once they reach 1,024 rows or 64 KiB or were published 8
+// times (no value is encoded more than 9 times). The dictionary only grows by appending
+// (earlier pages' indices stay valid) and its page is written again when it grew; once it
+// would pass dictionary_size_limit (or, past 1,000 values, hold more entries than half the
+// values) the rest of the chunk is PLAIN. Statistics cover every page of a chunk.
+// A column whose type is still undecided is typed for each publish only and encoded whole,
+// within a budget: once those publishes would add up to more than 16 row groups' worth of
+// rows, its type is decided from the row group's rows so far, for good.
 #pragma once
 
 #include <cstddef>

@@ -36,8 +36,8 @@ class FileLifecycleTest : public ::testing::Test {
 
   std::unique_ptr<Driver> Make(std::string_view format, const std::string& extra) {
     return StartedFileDriver(
-        format, Obj(R"({"outputPath": ")" + Out() + "\"" + (extra.empty() ? "" : ", ") + extra +
-                    "}"),
+        format,
+        Obj(R"({"outputPath": ")" + Out() + "\"" + (extra.empty() ? "" : ", ") + extra + "}"),
         Context());
   }
 
@@ -151,15 +151,13 @@ TEST(FileFlushIntervalTest, BadFlushIntervalFailsNamingTheOptionAndItsPath) {
   DriverContext context = UsersContext(dir.str() + "/state");
   for (const char* bad : {"-1", "\"1s\"", "1.5", "3600001"}) {
     auto driver = NewFileDriver(
-        "csv", Obj(R"({"outputPath": "x", "flushIntervalMs": )" + std::string(bad) + "}"),
-        context);
+        "csv", Obj(R"({"outputPath": "x", "flushIntervalMs": )" + std::string(bad) + "}"), context);
     ASSERT_FALSE(driver.has_value()) << bad;
     EXPECT_EQ(driver.error().message,
               "flushIntervalMs: must be a whole number of milliseconds from 0 to 3600000 (leave "
               "it out for the default: 10 ms when idle, 200 ms under load)");
   }
-  auto fine = NewFileDriver("csv", Obj(R"({"outputPath": "x", "flushIntervalMs": 5000})"),
-                            context);
+  auto fine = NewFileDriver("csv", Obj(R"({"outputPath": "x", "flushIntervalMs": 5000})"), context);
   ASSERT_TRUE(fine.has_value());
   EXPECT_EQ((*fine)->FlushInterval(), std::optional<std::chrono::milliseconds>(5000ms));
   auto default_interval = NewFileDriver("csv", Obj(R"({"outputPath": "x"})"), context);
@@ -198,10 +196,11 @@ TEST_F(FileLifecycleTest, ParquetFilesKeepRowGroupsOfRowGroupSizeAcrossFrequentF
       "SELECT row_group_id, row_group_num_rows FROM parquet_metadata($FILE) "
       "WHERE column_id = 0 ORDER BY row_group_id";
   // 20,000 changes with rowGroupSize 5000, flushed every 200 rows (100 flushes), then every
-  // 66 (304 flushes, below rowGroupSize / 32 apart: the re-encoding budget closes groups of
-  // about sqrt(32 * 5000 * 66) = 3,250 rows). Before, each flush closed a row group: 100 and
-  // 304 row groups.
-  for (int per_flush : {200, 66}) {
+  // 66 (304 flushes) and every 2 (the first 2,000 changes, 1,000 flushes): each flush encodes
+  // only the rows added since the last one, so every cadence gives 4 row groups of 5,000
+  // rows. Before, each flush closed a row group (100 and 304 row groups), and later a
+  // re-encoding budget closed groups of about sqrt(32 * 5000 * rows per flush) rows.
+  for (int per_flush : {200, 66, 2}) {
     SCOPED_TRACE(per_flush);
     std::string target = "t" + std::to_string(per_flush);
     auto driver = Make("parquet", R"("rowGroupSize": 5000, "rotateBy": null)");
@@ -212,7 +211,8 @@ TEST_F(FileLifecycleTest, ParquetFilesKeepRowGroupsOfRowGroupSizeAcrossFrequentF
                                  R"({"name": "N)" + std::to_string(i % 97) + R"("})");
       item.target = target;
       batch.push_back(std::move(item));
-      if (static_cast<int>(batch.size()) == per_flush || i == 19999) {
+      int flush_every = per_flush == 2 && i >= 2000 ? 500 : per_flush;
+      if (static_cast<int>(batch.size()) == flush_every || i == 19999) {
         ExpectAllDelivered(driver->Deliver(batch, 5s));
         batch.clear();
         S3DB_ASSERT_OK(driver->Flush());
@@ -228,17 +228,8 @@ TEST_F(FileLifecycleTest, ParquetFilesKeepRowGroupsOfRowGroupSizeAcrossFrequentF
       Json groups = RunReader(*readers, "duckdb-sql", path, sql);
       ASSERT_TRUE(groups.is_array()) << ToJson(groups);
       const JsonArray& g = groups.as_array();
-      if (per_flush == 200) {
-        ASSERT_EQ(g.size(), 4u) << ToJson(groups);
-        for (const Json& group : g) EXPECT_EQ(group.at("row_group_num_rows"), Json("5000"));
-      } else {
-        EXPECT_GE(g.size(), 6u) << ToJson(groups);
-        EXPECT_LE(g.size(), 8u) << ToJson(groups);
-        for (std::size_t i = 0; i + 1 < g.size(); ++i) {
-          EXPECT_GE(std::stoi(std::string(g[i].at("row_group_num_rows").as_string())), 3000)
-              << ToJson(groups);
-        }
-      }
+      ASSERT_EQ(g.size(), 4u) << ToJson(groups);
+      for (const Json& group : g) EXPECT_EQ(group.at("row_group_num_rows"), Json("5000"));
       Json count = RunReader(*readers, "duckdb-sql", path,
                              "SELECT count(DISTINCT id) AS n FROM read_parquet($FILE)");
       ASSERT_TRUE(count.is_array()) << ToJson(count);
@@ -384,20 +375,19 @@ TEST_F(FileLifecycleTest, FinishedSizePartsAndSettledReplayIdsAreReleased) {
     S3DB_ASSERT_OK(driver->Flush());
   }
   auto counters = driver->Counters();
-  EXPECT_EQ(counters.at("files_open"), 1u);  // only the part being written
+  EXPECT_EQ(counters.at("files_open"), 1u);   // only the part being written
   EXPECT_EQ(counters.at("replay_ids"), 20u);  // nothing checkpointed yet: all may be replayed
   EXPECT_EQ(counters.at("staging_files"), 20u);
   // A replay of a change in a finished part is recognised.
-  ExpectAllDelivered(
-      driver->Deliver(std::vector<DeliveryItem>{At("u3", 3, kOct20At2330Utc)}, 5s));
+  ExpectAllDelivered(driver->Deliver(std::vector<DeliveryItem>{At("u3", 3, kOct20At2330Utc)}, 5s));
   S3DB_ASSERT_OK(driver->Flush());
   EXPECT_EQ(Ids("users_2025-10-20_0003.jsonl"), std::vector<std::string>{"u3"});
   EXPECT_EQ(Ids("users_2025-10-20_0020.jsonl"), std::vector<std::string>{"u20"});
 
   driver->CheckpointSaved(18);
   counters = driver->Counters();
-  EXPECT_EQ(counters.at("replay_ids"), 2u);      // 19 and 20
-  EXPECT_EQ(counters.at("staging_files"), 2u);   // parts 19 (finished, above) and 20 (open)
+  EXPECT_EQ(counters.at("replay_ids"), 2u);     // 19 and 20
+  EXPECT_EQ(counters.at("staging_files"), 2u);  // parts 19 (finished, above) and 20 (open)
   EXPECT_EQ(counters.at("staging_pruned"), 18u);
 
   // Changes above the checkpoint are still recognised when replayed.

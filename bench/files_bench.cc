@@ -10,7 +10,7 @@
 // Usage: files_bench [--rows N] [--dir FOLDER] [--cases csv,jsonl,...] [--flush-every F]
 //                    [--duckdb-threads T] [--no-duckdb]
 //   F (default 10,000): rows between two Flush calls; small values show what frequent
-//   flushes cost (Parquet re-encodes the rows of its open row group at every Flush).
+//   flushes cost (Parquet syncs its open row group's sealed pages at every Flush).
 //   N defaults to $S3DB_FILES_BENCH_ROWS, else 1,000,000. FOLDER (default: a fresh folder
 //   under /tmp) gets the files, which are removed after each case. The peers (DuckDB,
 //   exceljs) need node and scripts/peers/node_modules (scripts/install-deps.sh --test-peers);

@@ -4,7 +4,9 @@
 // moves (memory bounded by the open files, not by the run's length).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -360,6 +362,115 @@ TEST_F(FileLifecycleTest, StagingOfPastDaysIsPrunedOnceTheCheckpointPassedIt) {
   EXPECT_EQ(driver->Counters().at("staging_files"), 1u);
   ASSERT_EQ(StagingFiles().size(), 1u);
   EXPECT_EQ(StagingFiles().begin()->find("2025-11-09"), std::string::npos);
+}
+
+// ---- 4b. a day's file finished at midnight ----
+
+// The ids of a finished file of `format`, read back by DuckDB and hyparquet (parquet), exceljs
+// (excel, sheet "users") or our CSV parser; nullopt when the reader is missing.
+std::optional<std::vector<std::string>> FinishedIds(const std::string& format,
+                                                    const std::string& path) {
+  if (format == "parquet") {
+    std::string why_not;
+    auto readers = FindParquetReaders(why_not);
+    if (!readers) {
+      if (RunningInCi()) ADD_FAILURE() << why_not;
+      return std::nullopt;
+    }
+    Json duckdb =
+        RunReader(*readers, "duckdb-sql", path, "SELECT id FROM read_parquet($FILE) ORDER BY id");
+    Json hyparquet = RunReader(*readers, "hyparquet-rows", path);
+    std::vector<std::string> ids, hyparquet_ids;
+    if (duckdb.is_array()) {
+      for (const Json& row : duckdb.as_array()) ids.emplace_back(row.at("id").as_string());
+    }
+    if (hyparquet.is_array()) {
+      for (const Json& row : hyparquet.as_array()) {
+        hyparquet_ids.emplace_back(row.at("id").as_string());
+      }
+    }
+    std::sort(hyparquet_ids.begin(), hyparquet_ids.end());
+    EXPECT_EQ(hyparquet_ids, ids) << ToJson(hyparquet);
+    return ids;
+  }
+  std::vector<std::string> ids;
+  if (format == "excel") {
+    auto book = ReadWorkbook(path);
+    if (!book) return std::nullopt;
+    const auto& rows = (*book)["users"];
+    for (std::size_t i = 1; i < rows.size(); ++i) ids.emplace_back(rows[i].at(0).as_string());
+  } else {
+    auto records = ParseCsv(ReadFileBytes(path));
+    for (std::size_t i = 1; i < records.size(); ++i) ids.push_back(records[i].at(0));
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// The first change after midnight in `timezone` finishes the day's file at once, without
+// waiting closeAfterIdleMs: the final file (no working copy left) holds every row of the day,
+// the last ones delivered but not flushed yet included. A late change of that day reopens
+// the file from its staging, and the idle release still closes it then.
+TEST_F(FileLifecycleTest, ADaysFileIsFinishedAtTheFirstChangeAfterMidnight) {
+  constexpr std::int64_t kMinute = 60000;
+  constexpr std::int64_t kUtcMidnight = kOct20At2330Utc + 30 * kMinute;  // 2025-10-21T00:00Z
+  struct Case {
+    const char* format;
+    const char* timezone;
+    std::int64_t midnight;  // 2025-10-21T00:00 in the zone, as UTC milliseconds
+    const char* file;
+    const char* extra;
+  };
+  const Case cases[] = {
+      {"parquet", "UTC", kUtcMidnight, "users_2025-10-20.parquet", ""},
+      {"excel", "America/Sao_Paulo", kUtcMidnight + 3 * 60 * kMinute, "export_2025-10-20.xlsx", ""},
+      {"csv", "Asia/Tokyo", kUtcMidnight - 9 * 60 * kMinute, "users_2025-10-20.csv",
+       R"(, "closeAfterIdleMs": 0)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.format) + " " + c.timezone);
+    std::filesystem::remove_all(Out());
+    std::filesystem::remove_all(dir_.str() + "/state");
+    std::int64_t now = c.midnight - 40 * kMinute;
+    auto made = NewFileDriver(c.format,
+                              Obj(R"({"outputPath": ")" + Out() + R"(", "timezone": ")" +
+                                  c.timezone + "\"" + c.extra + "}"),
+                              Context(), [&now] { return now; });
+    ASSERT_TRUE(made.has_value()) << made.error().ToString();
+    std::unique_ptr<Driver> driver = std::move(*made);
+    S3DB_ASSERT_OK(driver->Start());
+    std::uint64_t sequence = 0;
+    auto deliver = [&](const std::string& id, std::int64_t at) {
+      ExpectAllDelivered(driver->Deliver(std::vector<DeliveryItem>{At(id, ++sequence, at)}, 5s));
+    };
+    deliver("a1", c.midnight - 30 * kMinute);
+    deliver("a2", c.midnight - 30 * kMinute);
+    S3DB_ASSERT_OK(driver->Flush());
+    now = c.midnight - kMinute;
+    deliver("a3", now);  // not flushed before midnight
+    EXPECT_EQ(driver->Counters().at("files_finished_at_midnight"), 0u);
+
+    now = c.midnight + 1;
+    deliver("b1", now);
+    EXPECT_EQ(driver->Counters().at("files_finished_at_midnight"), 1u);
+    EXPECT_EQ(driver->Counters().at("files_closed"), 0u);
+    const std::string path = Out() + "/" + c.file;
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << "not finished";
+    auto ids = FinishedIds(c.format, path);
+    if (ids) EXPECT_EQ(*ids, (std::vector<std::string>{"a1", "a2", "a3"}));
+    S3DB_ASSERT_OK(driver->Flush());
+    EXPECT_EQ(driver->Counters().at("files_finished_at_midnight"), 1u);
+
+    // A late change of the ended day: the file is rebuilt from its staging with it.
+    deliver("a4", c.midnight - 1);
+    S3DB_ASSERT_OK(driver->Flush());
+    bool idle_release = std::string_view(c.extra).find("closeAfterIdleMs") != std::string::npos;
+    EXPECT_EQ(driver->Counters().at("files_closed"), idle_release ? 1u : 0u);
+    EXPECT_EQ(driver->Counters().at("files_open"), idle_release ? 1u : 2u);
+    driver->Stop();
+    ids = FinishedIds(c.format, path);
+    if (ids) EXPECT_EQ(*ids, (std::vector<std::string>{"a1", "a2", "a3", "a4"}));
+  }
 }
 
 // ---- 5. memory: finished parts and replay ids released ----

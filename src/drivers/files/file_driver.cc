@@ -248,8 +248,12 @@ std::optional<StagedRow> ParseStagedRow(std::string_view line) {
 
 class FileDriver final : public Driver {
  public:
-  FileDriver(Settings settings, std::unique_ptr<FileOutput> output, DriverContext context)
-      : settings_(std::move(settings)), output_(std::move(output)), context_(std::move(context)) {
+  FileDriver(Settings settings, std::unique_ptr<FileOutput> output, DriverContext context,
+             WallClockMs now)
+      : settings_(std::move(settings)),
+        output_(std::move(output)),
+        context_(std::move(context)),
+        now_ms_(std::move(now)) {
     const char* leaf = settings_.mode == Mode::kAppend ? "file-staging" : "file-state";
     if (!context_.state_dir.empty()) {
       staging_folder_ = context_.state_dir + "/" + leaf;
@@ -275,6 +279,7 @@ class FileDriver final : public Driver {
       return MakeError(ErrorCode::kIo, "cannot create staging folder " + staging_folder_ +
                                            ": " + error.message());
     }
+    day_seen_ = Today();
     if (settings_.mode == Mode::kOverwrite) {
       // Republish every state file: a crash may have come between the log and the upload.
       for (const auto& entry : fs::directory_iterator(staging_folder_, error)) {
@@ -326,6 +331,7 @@ class FileDriver final : public Driver {
   std::vector<DeliveryResult> Deliver(std::span<const DeliveryItem> batch,
                                       std::chrono::milliseconds) override {
     std::lock_guard lock(mutex_);
+    FinishEndedDays();
     std::vector<DeliveryResult> results;
     results.reserve(batch.size());
     for (const auto& item : batch) {
@@ -365,6 +371,7 @@ class FileDriver final : public Driver {
     counters["rows_skipped"] = rows_skipped_.load();
     counters["files_open"] = files_open_.load();
     counters["files_closed"] = files_closed_.load();
+    counters["files_finished_at_midnight"] = files_finished_at_midnight_.load();
     counters["replay_ids"] = replay_ids_.load();
     counters["files_published"] = files_published_.load();
     counters["staging_files"] = staging_files_.load();
@@ -393,9 +400,10 @@ class FileDriver final : public Driver {
 
   // Today's date in the configured time zone.
   std::string Today() const {
-    std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+    std::int64_t now_ms = now_ms_ ? now_ms_()
+                                  : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count();
     return DayText(settings_.timezone.LocalMs(now_ms));
   }
 
@@ -646,6 +654,7 @@ class FileDriver final : public Driver {
   }
 
   Status FlushAppend() {
+    FinishEndedDays();
     // Files whose publish failed earlier: rebuild them from staging and publish again.
     for (auto it = unpublished_.begin(); it != unpublished_.end();) {
       auto file = OpenAppend(*it);
@@ -680,14 +689,45 @@ class FileDriver final : public Driver {
     return result;
   }
 
-  // Files of past days stay complete where they were published; keeping them open would hold
-  // their writers and change ids for ever.
+  // At the first delivery or flush of a new day (in `timezone`), every open file of an earlier
+  // day is finished: its staging synced, then its writer's Finish publishes the final file
+  // (rows delivered but not flushed yet included). A late change of that day reopens it from
+  // its staging file, and CloseIdlePastDays releases it again. A file that fails to finish
+  // is left to the next Flush, which rebuilds and publishes it from its staging file.
+  void FinishEndedDays() {
+    if (!settings_.rotate_by_date || settings_.mode != Mode::kAppend) return;
+    std::string today = Today();
+    if (today == day_seen_) return;
+    day_seen_ = today;
+    for (auto it = files_.begin(); it != files_.end();) {
+      AppendFile& file = *it->second;
+      if (file.day.empty() || file.day >= today) {
+        ++it;
+        continue;
+      }
+      Status status = SyncFd(file.staging_fd, file.staging_path);
+      if (status) status = file.writer->Finish();
+      if (status) {
+        NoteTruncated(it->first, *file.writer);
+        ++files_finished_at_midnight_;
+      } else {
+        file.writer->Abandon();
+        unpublished_.insert(it->first);
+      }
+      // A late change reopens it as after a restart: parts and ids from the staging files.
+      parts_.erase(file.base);
+      earlier_ids_.erase(file.base);
+      it = files_.erase(it);
+    }
+    files_open_ = files_.size();
+    replay_ids_ = ReplayIdCount();
+  }
+
+  // Files of past days reopened by a late change stay complete where they were published;
+  // keeping them open would hold their writers and change ids for ever.
   void CloseIdlePastDays() {
     if (!settings_.rotate_by_date || settings_.mode != Mode::kAppend) return;
-    std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-    std::string today = DayText(settings_.timezone.LocalMs(now_ms));
+    std::string today = Today();
     auto now = std::chrono::steady_clock::now();
     for (auto it = files_.begin(); it != files_.end();) {
       AppendFile& file = *it->second;
@@ -955,8 +995,10 @@ class FileDriver final : public Driver {
   Settings settings_;
   std::unique_ptr<FileOutput> output_;
   DriverContext context_;
+  WallClockMs now_ms_;  // empty: the system clock
   std::string staging_folder_;
   std::mutex mutex_;
+  std::string day_seen_;  // append with date rotation: today, as of the last delivery or flush
   std::map<std::string, int> parts_;  // base name -> part being written
   // base name -> change ids in its finished parts, loaded after a restart
   std::map<std::string, ReplayIds> earlier_ids_;
@@ -968,6 +1010,7 @@ class FileDriver final : public Driver {
   std::atomic<std::uint64_t> rows_skipped_{0};
   std::atomic<std::uint64_t> files_open_{0};    // append mode, after the last flush
   std::atomic<std::uint64_t> files_closed_{0};  // past-day files closed when idle
+  std::atomic<std::uint64_t> files_finished_at_midnight_{0};  // by FinishEndedDays
   std::atomic<std::uint64_t> replay_ids_{0};     // change ids held to recognise replays
   std::atomic<std::uint64_t> files_published_{0};  // file publishes by Flush
   std::atomic<std::uint64_t> staging_files_{0};  // append staging files on disk
@@ -979,7 +1022,7 @@ class FileDriver final : public Driver {
 }  // namespace
 
 Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const JsonObject& config,
-                                              const DriverContext& context) {
+                                              const DriverContext& context, WallClockMs now) {
   Settings settings;
   settings.format = std::string(format);
   settings.config = config;
@@ -1069,7 +1112,7 @@ Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const Jso
     (*probe)->Abandon();
   }
   return std::unique_ptr<Driver>(
-      new FileDriver(std::move(settings), std::move(output), context));
+      new FileDriver(std::move(settings), std::move(output), context, std::move(now)));
 }
 
 void RegisterFileDrivers() {

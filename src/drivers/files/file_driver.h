@@ -15,10 +15,14 @@
 //                "<target>_<date>_0002.<ext>"… once a flushed file has reached this many bytes.
 //   flushIntervalMs  the least time between two Flush calls (FlushInterval()); absent: the
 //                engine's default (10 ms idle, 200 ms busy).
-//   closeAfterIdleMs  append with daily files: a past day's file idle this long (default
-//                10 minutes) is closed at a flush; a late change reopens it from staging.
+//   closeAfterIdleMs  append with daily files: a past day's file reopened by a late change
+//                and idle this long (default 10 minutes) is closed at a flush.
 //   timezone     'UTC' (default), 'Z', a fixed offset '+HH:MM' / '-HH:MM' / '+HHMM', or an
 //                IANA zone name ('Europe/Paris'; its offset follows daylight saving time).
+//                Decides the day of a change and when a day ends: the first delivery or
+//                flush after midnight in this zone finishes every open file of an earlier
+//                day (staging synced, writer finished); a late change of that day reopens
+//                it from its staging file.
 //   format keys  passed to the writer (see src/formats/record_writers.h): delimiter, bom,
 //                escapeFormulas (csv); compress, gzipLevel (jsonl); compression,
 //                rowGroupSize, dictionary (parquet); freezeHeaders, autoFilter (excel).
@@ -46,6 +50,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,9 +59,13 @@
 
 namespace s3db::replicator {
 
-// `format`: "csv", "jsonl", "parquet" or "excel".
+// Milliseconds since the Unix epoch: what the driver takes as now to know today's date.
+using WallClockMs = std::function<std::int64_t()>;
+
+// `format`: "csv", "jsonl", "parquet" or "excel". `now`: the wall clock (empty: the system's;
+// tests pass their own to cross midnight).
 Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const JsonObject& config,
-                                              const DriverContext& context);
+                                              const DriverContext& context, WallClockMs now = {});
 
 // Registers the file formats in the driver registry.
 void RegisterFileDrivers();

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -82,6 +83,16 @@ Status CopyFileContent(int from_fd, int to_fd, std::uint64_t length, const std::
 
 }  // namespace
 
+Result<std::string> ByteSink::ReadBodyRange(std::uint64_t offset, std::uint64_t length) const {
+  S3DB_ASSIGN_OR_RETURN(std::string body, ReadBody());
+  if (offset >= body.size()) return std::string();
+  return body.substr(static_cast<std::size_t>(offset), static_cast<std::size_t>(length));
+}
+
+Status ByteSink::TruncateBody(std::uint64_t) {
+  return MakeError(ErrorCode::kInternal, "this sink cannot cut its body");
+}
+
 // ---- FileByteSink ----
 
 Result<std::unique_ptr<FileByteSink>> FileByteSink::Open(std::string path,
@@ -91,6 +102,35 @@ Result<std::unique_ptr<FileByteSink>> FileByteSink::Open(std::string path,
   int fd = ::open(staging.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, options.file_mode);
   if (fd < 0) return IoError("cannot create", staging, errno);
   return std::unique_ptr<FileByteSink>(new FileByteSink(std::move(path), options, fd));
+}
+
+Result<std::unique_ptr<FileByteSink>> FileByteSink::Resume(std::string path,
+                                                           FileSinkOptions options) {
+  int published = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (published < 0) {
+    if (errno == ENOENT) return MakeError(ErrorCode::kNotFound, "no file '" + path + "'");
+    return IoError("cannot open", path, errno);
+  }
+  struct stat info;
+  if (::fstat(published, &info) != 0) {
+    int saved = errno;
+    ::close(published);
+    return IoError("cannot stat", path, saved);
+  }
+  auto sink = Open(path, options);
+  if (!sink) {
+    ::close(published);
+    return sink;
+  }
+  auto size = static_cast<std::uint64_t>(info.st_size);
+  Status copied = CopyFileContent(published, (*sink)->fd_, size, (*sink)->staging_path());
+  ::close(published);
+  if (!copied) {
+    (*sink)->Abandon();
+    return tl::unexpected(copied.error());
+  }
+  (*sink)->body_size_ = size;
+  return sink;
 }
 
 FileByteSink::FileByteSink(std::string path, FileSinkOptions options, int fd)
@@ -182,15 +222,47 @@ Result<std::string> FileByteSink::ReadBody() const {
   return body;
 }
 
+Result<std::string> FileByteSink::ReadBodyRange(std::uint64_t offset, std::uint64_t length) const {
+  S3DB_RETURN_IF_ERROR(CheckOpen());
+  if (offset >= body_size_) return std::string();
+  std::string bytes(static_cast<std::size_t>(std::min(length, body_size_ - offset)), '\0');
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t got =
+        ::pread(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return IoError("cannot read back", staging_path(), got < 0 ? errno : EIO);
+    done += static_cast<std::size_t>(got);
+  }
+  return bytes;
+}
+
 Status FileByteSink::Reset() {
   S3DB_RETURN_IF_ERROR(CheckOpen());
   body_size_ = 0;
   return Ok();
 }
 
+Status FileByteSink::TruncateBody(std::uint64_t size) {
+  S3DB_RETURN_IF_ERROR(CheckOpen());
+  body_size_ = std::min(body_size_, size);  // the next Sync cuts the file there
+  return Ok();
+}
+
 // ---- MemoryByteSink ----
 
 MemoryByteSink::MemoryByteSink(PublishFunction on_publish) : on_publish_(std::move(on_publish)) {}
+
+MemoryByteSink::MemoryByteSink(PublishFunction on_publish, std::string body)
+    : on_publish_(std::move(on_publish)), body_(std::move(body)) {}
+
+Status MemoryByteSink::TruncateBody(std::uint64_t size) {
+  if (closed_ || abandoned_) {
+    return MakeError(ErrorCode::kInternal, "memory sink is closed or abandoned");
+  }
+  if (size < body_.size()) body_.resize(static_cast<std::size_t>(size));
+  return Ok();
+}
 
 Status MemoryByteSink::Append(std::string_view bytes) {
   if (closed_ || abandoned_) {

@@ -36,8 +36,16 @@ class ByteSink {
   // The body as appended so far (used to rewrite a file, e.g. a CSV header change).
   virtual Result<std::string> ReadBody() const = 0;
 
+  // `length` bytes of the body from `offset` (fewer at its end). The default reads the body.
+  virtual Result<std::string> ReadBodyRange(std::uint64_t offset, std::uint64_t length) const;
+
   // Empties the body; the last published object stays as it was until the next Sync.
   virtual Status Reset() = 0;
+
+  // Cuts the body to its first `size` bytes (a writer dropping a torn record of a file it
+  // continues); the last published object stays as it was until the next Sync. Sinks that
+  // cannot fail with kInternal.
+  virtual Status TruncateBody(std::uint64_t size);
 
   // Bytes in the body.
   virtual std::uint64_t BodySize() const = 0;
@@ -61,6 +69,11 @@ class FileByteSink : public ByteSink {
  public:
   // Creates (truncates) "<path>.tmp". Error kIo names the path and the system error.
   static Result<std::unique_ptr<FileByteSink>> Open(std::string path, FileSinkOptions options = {});
+  // Continues the finished or published file `path`: a copy of it in "<path>.tmp" is the body,
+  // so appends and the next Sync add to what readers already have. Error kNotFound when
+  // `path` does not exist, kIo for other failures.
+  static Result<std::unique_ptr<FileByteSink>> Resume(std::string path,
+                                                      FileSinkOptions options = {});
   ~FileByteSink() override;
 
   Status Append(std::string_view bytes) override;
@@ -68,7 +81,9 @@ class FileByteSink : public ByteSink {
   Status Close(std::string_view trailer) override;
   void Abandon() override;
   Result<std::string> ReadBody() const override;
+  Result<std::string> ReadBodyRange(std::uint64_t offset, std::uint64_t length) const override;
   Status Reset() override;
+  Status TruncateBody(std::uint64_t size) override;
   std::uint64_t BodySize() const override { return body_size_; }
 
   const std::string& path() const { return path_; }
@@ -95,6 +110,8 @@ class MemoryByteSink : public ByteSink {
   using PublishFunction = std::function<Status(std::string_view object)>;
 
   explicit MemoryByteSink(PublishFunction on_publish = nullptr);
+  // Continues an object: `body` (its published content) is the body already appended.
+  MemoryByteSink(PublishFunction on_publish, std::string body);
 
   Status Append(std::string_view bytes) override;
   Status Sync(std::string_view trailer) override;
@@ -102,6 +119,7 @@ class MemoryByteSink : public ByteSink {
   void Abandon() override;
   Result<std::string> ReadBody() const override { return body_; }
   Status Reset() override;
+  Status TruncateBody(std::uint64_t size) override;
   std::uint64_t BodySize() const override { return body_.size(); }
 
   // The complete object as of the last Sync or Close; empty before the first.

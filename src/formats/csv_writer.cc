@@ -146,6 +146,97 @@ Result<std::unique_ptr<CsvWriter>> CsvWriter::Make(ColumnSet columns, CsvOptions
   return std::unique_ptr<CsvWriter>(new CsvWriter(std::move(columns), options, std::move(sink)));
 }
 
+Result<std::unique_ptr<CsvWriter>> CsvWriter::Resume(ColumnSet declared, CsvOptions options,
+                                                     std::unique_ptr<ByteSink> sink) {
+  S3DB_ASSIGN_OR_RETURN(auto writer, Make(declared, options, std::move(sink)));
+  if (writer->sink_->BodySize() > 0) S3DB_RETURN_IF_ERROR(writer->ResumeBody(declared));
+  return writer;
+}
+
+Status CsvWriter::ResumeBody(const ColumnSet& declared) {
+  constexpr std::uint64_t kChunk = 1 << 20;
+  const std::uint64_t size = sink_->BodySize();
+  std::uint64_t start = 0;
+  if (options_.bom) {
+    S3DB_ASSIGN_OR_RETURN(std::string head, sink_->ReadBodyRange(0, kBom.size()));
+    if (head == kBom) start = kBom.size();
+  }
+  // Cells of the header record, up to its CRLF (names may hold quoted CRLFs).
+  std::vector<std::string> names(1);
+  bool in_quotes = false;
+  bool quote_in_quotes = false;  // a quote inside quotes: the end, or the first of two
+  bool carriage_return = false;
+  bool header_done = false;
+  std::uint64_t at = start;
+  while (!header_done && at < size) {
+    S3DB_ASSIGN_OR_RETURN(std::string chunk, sink_->ReadBodyRange(at, kChunk));
+    for (std::size_t i = 0; i < chunk.size() && !header_done; ++i) {
+      char c = chunk[i];
+      ++at;
+      if (in_quotes) {
+        if (quote_in_quotes) {
+          quote_in_quotes = false;
+          if (c == '"') {
+            names.back().push_back('"');
+            continue;
+          }
+          in_quotes = false;  // that quote closed the cell: `c` follows it
+        } else {
+          if (c == '"') {
+            quote_in_quotes = true;
+          } else {
+            names.back().push_back(c);
+          }
+          continue;
+        }
+      }
+      if (c == '"') {
+        in_quotes = true;
+      } else if (c == options_.delimiter) {
+        names.emplace_back();
+      } else if (c == '\r') {
+        carriage_return = true;
+      } else if (c == '\n' && carriage_return) {
+        header_done = true;
+      } else {
+        names.back().push_back(c);
+      }
+    }
+  }
+  if (!header_done) {
+    return MakeError(ErrorCode::kInvalidArgument, "csv file to continue has no header row");
+  }
+  std::vector<ColumnSpec> specs;
+  for (std::string& name : names) {
+    if (options_.escape_formulas && name.size() > 1 && name[0] == '\'' &&
+        LooksLikeFormula(std::string_view(name).substr(1))) {
+      name.erase(0, 1);
+    }
+    ColumnSpec spec{name, ColumnType::kAny};
+    if (auto index = declared.IndexOf(name)) spec.type = declared[*index].type;
+    specs.push_back(std::move(spec));
+  }
+  S3DB_ASSIGN_OR_RETURN(columns_, ColumnSet::Make(std::move(specs)));
+  header_written_ = true;
+
+  // A torn last record: cut the body after the last CRLF outside quotes.
+  S3DB_ASSIGN_OR_RETURN(std::string tail, sink_->ReadBodyRange(size - 2, 2));
+  if (tail == kRecordEnd) return Ok();
+  std::uint64_t record_end = at;  // after the header
+  in_quotes = false;
+  char previous = 0;
+  while (at < size) {
+    S3DB_ASSIGN_OR_RETURN(std::string chunk, sink_->ReadBodyRange(at, kChunk));
+    for (char c : chunk) {
+      ++at;
+      if (c == '"') in_quotes = !in_quotes;
+      if (!in_quotes && c == '\n' && previous == '\r') record_end = at;
+      previous = c;
+    }
+  }
+  return sink_->TruncateBody(record_end);
+}
+
 CsvWriter::CsvWriter(ColumnSet columns, CsvOptions options, std::unique_ptr<ByteSink> sink)
     : columns_(std::move(columns)), options_(options), sink_(std::move(sink)) {}
 

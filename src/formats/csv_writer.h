@@ -45,6 +45,12 @@ class CsvWriter : public RecordWriter {
   // Error kInvalidArgument for invalid options.
   static Result<std::unique_ptr<CsvWriter>> Make(ColumnSet columns, CsvOptions options,
                                                  std::unique_ptr<ByteSink> sink);
+  // Continues the CSV file that is `sink`'s body (written with the same options, e.g. from
+  // FileByteSink::Resume): the columns are its header's, typed as in `declared` where the
+  // names match; a torn last record (no CRLF after it) is cut off. An empty body starts a
+  // new file, as Make does. Error kInvalidArgument when the body has no complete header.
+  static Result<std::unique_ptr<CsvWriter>> Resume(ColumnSet declared, CsvOptions options,
+                                                   std::unique_ptr<ByteSink> sink);
   ~CsvWriter() override;
 
   Status Add(const JsonObject& row) override;
@@ -58,6 +64,7 @@ class CsvWriter : public RecordWriter {
  private:
   CsvWriter(ColumnSet columns, CsvOptions options, std::unique_ptr<ByteSink> sink);
   Status CheckUsable() const;
+  Status ResumeBody(const ColumnSet& declared);
   Status WritePending();
   Status AddColumnsToWrittenRecords(std::size_t added);
   std::string HeaderRecord() const;

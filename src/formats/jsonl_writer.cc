@@ -35,6 +35,27 @@ Result<std::unique_ptr<JsonlWriter>> JsonlWriter::Make(JsonlOptions options,
   return std::unique_ptr<JsonlWriter>(new JsonlWriter(options, std::move(sink)));
 }
 
+Result<std::unique_ptr<JsonlWriter>> JsonlWriter::Resume(JsonlOptions options,
+                                                         std::unique_ptr<ByteSink> sink) {
+  S3DB_ASSIGN_OR_RETURN(auto writer, Make(options, std::move(sink)));
+  ByteSink& body = *writer->sink_;
+  if (options.compress || body.BodySize() == 0) return writer;
+  constexpr std::uint64_t kChunk = 64 * 1024;
+  std::uint64_t end = body.BodySize();
+  while (end > 0) {
+    std::uint64_t from = end > kChunk ? end - kChunk : 0;
+    S3DB_ASSIGN_OR_RETURN(std::string chunk, body.ReadBodyRange(from, end - from));
+    std::size_t newline = chunk.rfind('\n');
+    if (newline != std::string::npos) {
+      end = from + newline + 1;
+      break;
+    }
+    end = from;
+  }
+  if (end < body.BodySize()) S3DB_RETURN_IF_ERROR(body.TruncateBody(end));
+  return writer;
+}
+
 JsonlWriter::JsonlWriter(JsonlOptions options, std::unique_ptr<ByteSink> sink)
     : options_(options), sink_(std::move(sink)) {}
 

@@ -29,6 +29,11 @@ class JsonlWriter : public RecordWriter {
   // Error kInvalidArgument for a gzip level outside -1..9.
   static Result<std::unique_ptr<JsonlWriter>> Make(JsonlOptions options,
                                                    std::unique_ptr<ByteSink> sink);
+  // Continues the file that is `sink`'s body (written with the same options, e.g. from
+  // FileByteSink::Resume). Plain: a torn last line (no "\n" after it) is cut off. gzip: new
+  // rows go into new members after the existing ones (members are written whole).
+  static Result<std::unique_ptr<JsonlWriter>> Resume(JsonlOptions options,
+                                                     std::unique_ptr<ByteSink> sink);
   ~JsonlWriter() override;
 
   Status Add(const JsonObject& row) override;

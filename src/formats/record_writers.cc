@@ -74,4 +74,23 @@ Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, Column
   return MakeError(ErrorCode::kInternal, "unknown file format");
 }
 
+Result<std::unique_ptr<RecordWriter>> ResumeRecordWriter(FileFormat format, ColumnSet columns,
+                                                         const JsonObject& config,
+                                                         std::unique_ptr<ByteSink> sink) {
+  if (format == FileFormat::kCsv) {
+    S3DB_ASSIGN_OR_RETURN(CsvOptions options, CsvOptionsFromJson(config));
+    S3DB_ASSIGN_OR_RETURN(auto writer,
+                          CsvWriter::Resume(std::move(columns), options, std::move(sink)));
+    return std::unique_ptr<RecordWriter>(std::move(writer));
+  }
+  if (format == FileFormat::kJsonl) {
+    S3DB_ASSIGN_OR_RETURN(JsonlOptions options, JsonlOptionsFromJson(config));
+    S3DB_ASSIGN_OR_RETURN(auto writer, JsonlWriter::Resume(options, std::move(sink)));
+    return std::unique_ptr<RecordWriter>(std::move(writer));
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "only CSV and JSONL files can be continued (Parquet and Excel files end "
+                   "with a footer)");
+}
+
 }  // namespace s3db::formats

@@ -28,4 +28,11 @@ Result<std::unique_ptr<RecordWriter>> MakeRecordWriter(FileFormat format, Column
                                                        const JsonObject& config,
                                                        std::unique_ptr<ByteSink> sink);
 
+// Like MakeRecordWriter, for a sink whose body is a file of this format to continue (see
+// CsvWriter::Resume, JsonlWriter::Resume). CSV and JSONL only: a Parquet or Excel file ends
+// with a footer or an archive directory and cannot be continued (error kInvalidArgument).
+Result<std::unique_ptr<RecordWriter>> ResumeRecordWriter(FileFormat format, ColumnSet columns,
+                                                         const JsonObject& config,
+                                                         std::unique_ptr<ByteSink> sink);
+
 }  // namespace s3db::formats

@@ -210,6 +210,45 @@ TEST(CsvWriter, RejectsInvalidUtf8WithoutChangingTheFile) {
   EXPECT_EQ(run.sink->Snapshot(), "a\r\nfine\r\n");
 }
 
+// A file continued after a restart keeps its header (names with quotes, delimiters, CRLF and
+// a formula guard read back), gets no second header, and loses only its torn last record.
+TEST(CsvWriter, ResumeContinuesTheFileAndCutsATornLastRecord) {
+  CsvOptions options;
+  options.escape_formulas = true;
+  options.bom = true;
+  CsvRun first = MakeCsv({{"id", ColumnType::kString}}, options);
+  ASSERT_TRUE(first.writer->Add(Row(R"({"id": "1", "say \"hi\", you": "a\r\nb", "=x": 1})")));
+  ASSERT_TRUE(first.writer->Flush());
+  std::string published = first.sink->Snapshot();
+  first.writer->Abandon();
+
+  for (const std::string& torn :
+       {std::string(), std::string("2,\"half\r\nof a quoted"), std::string("2,plain")}) {
+    SCOPED_TRACE(torn);
+    auto sink = std::make_unique<MemoryByteSink>(nullptr, published + torn);
+    MemoryByteSink* memory = sink.get();
+    auto columns = ColumnSet::Make({{"id", ColumnType::kString}});
+    auto writer = CsvWriter::Resume(std::move(*columns), options, std::move(sink));
+    ASSERT_TRUE(writer) << writer.error().message;
+    ASSERT_TRUE((*writer)->Add(Row(R"({"id": "3", "=x": 2, "say \"hi\", you": "c"})")));
+    ASSERT_TRUE((*writer)->Finish());
+    std::string text = memory->Snapshot();
+    ASSERT_TRUE(text.starts_with("\xEF\xBB\xBF"));
+    EXPECT_EQ(ParseCsv(text.substr(3), ','),
+              (Records{{"id", "say \"hi\", you", "'=x"}, {"1", "a\r\nb", "1"}, {"3", "c", "2"}}));
+  }
+}
+
+TEST(CsvWriter, ResumeOfAnEmptyBodyStartsANewFile) {
+  auto sink = std::make_unique<MemoryByteSink>(nullptr, "");
+  MemoryByteSink* memory = sink.get();
+  auto writer = CsvWriter::Resume(ColumnSet(), CsvOptions(), std::move(sink));
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE((*writer)->Add(Row(R"({"id": "1"})")));
+  ASSERT_TRUE((*writer)->Finish());
+  EXPECT_EQ(memory->Snapshot(), "id\r\n1\r\n");
+}
+
 TEST(CsvWriter, FileSinkPublishesAtomicallyAtFinish) {
   testing::TempFolder folder;
   std::string path = folder.File("users.csv");

@@ -184,6 +184,39 @@ TEST(JsonlWriter, UploadFailureIsStickyAndNamedByEveryLaterCall) {
   EXPECT_EQ(attempts, 1);
 }
 
+// A continued file: plain JSONL loses only a torn last line; gzip JSONL gets new members
+// after the old ones, and the whole file stays one valid gzip stream.
+TEST(JsonlWriter, ResumeContinuesPlainAndGzipFiles) {
+  auto plain_sink = std::make_unique<MemoryByteSink>(nullptr, "{\"id\":\"1\"}\n{\"id\":\"2");
+  MemoryByteSink* plain_memory = plain_sink.get();
+  auto plain = JsonlWriter::Resume(JsonlOptions(), std::move(plain_sink));
+  ASSERT_TRUE(plain);
+  ASSERT_TRUE((*plain)->Add(Row(R"({"id": "3"})")));
+  ASSERT_TRUE((*plain)->Flush());
+  EXPECT_EQ(plain_memory->Snapshot(), "{\"id\":\"1\"}\n{\"id\":\"3\"}\n");
+
+  JsonlOptions gzip;
+  gzip.compress = true;
+  auto first_sink = std::make_unique<MemoryByteSink>();
+  MemoryByteSink* first_memory = first_sink.get();
+  auto first = JsonlWriter::Make(gzip, std::move(first_sink));
+  ASSERT_TRUE(first);
+  ASSERT_TRUE((*first)->Add(Row(R"({"id": "1"})")));
+  ASSERT_TRUE((*first)->Flush());
+  auto sink = std::make_unique<MemoryByteSink>(nullptr, first_memory->Snapshot());
+  MemoryByteSink* memory = sink.get();
+  auto second = JsonlWriter::Resume(gzip, std::move(sink));
+  ASSERT_TRUE(second);
+  ASSERT_TRUE((*second)->Add(Row(R"({"id": "2"})")));
+  ASSERT_TRUE((*second)->Flush());
+  ASSERT_TRUE((*second)->Add(Row(R"({"id": "3"})")));
+  ASSERT_TRUE((*second)->Finish());
+  int members = 0;
+  EXPECT_EQ(Gunzip(memory->Snapshot(), &members),
+            "{\"id\":\"1\"}\n{\"id\":\"2\"}\n{\"id\":\"3\"}\n");
+  EXPECT_EQ(members, 3);
+}
+
 TEST(JsonlWriter, ParsesConfigOptions) {
   auto options = JsonlOptionsFromJson(Row(R"({"compress":true,"gzipLevel":9})"));
   ASSERT_TRUE(options);

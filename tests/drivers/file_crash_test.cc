@@ -1,5 +1,6 @@
-// Crash test of the file drivers: a child process writes changes through a database with two
-// file replicators (JSONL append with size rotation, CSV overwrite) that flush all the time,
+// Crash test of the file drivers: a child process writes changes through a database with file
+// replicators (JSONL append with size rotation, an Excel workbook, one CSV file continued
+// after each restart, CSV overwrite) that flush all the time,
 // and is killed with SIGKILL at random points (so, often during a flush), then restarted
 // until it has written everything. Afterwards: every change is in exactly one finished
 // append file (no duplicate, none lost but changes whose write was cut by a kill before it
@@ -132,6 +133,13 @@ TEST(FileDriverCrashChild, DISABLED_WritesChanges) {
   workbook.config = Obj(R"({"rotateBy": null, "filename": "items.xlsx"})");
   workbook.config["outputPath"] = dir + "/workbook";
   options.replicators.push_back(workbook);
+  ReplicatorConfig single;  // one CSV file, continued from what it published at each restart
+  single.id = "single";
+  single.driver = "csv";
+  single.resources.Add("items");
+  single.config = Obj(R"({"rotateBy": null})");
+  single.config["outputPath"] = dir + "/single";
+  options.replicators.push_back(single);
   ReplicatorConfig state;
   state.id = "state";
   state.driver = "csv";
@@ -245,6 +253,34 @@ TEST(FileDriverCrash, KilledDuringFlushesLosesAndDuplicatesNothing) {
     std::size_t in_jsonl = 0;
     for (const auto& [id, seen] : revisions) in_jsonl += seen.size();
     EXPECT_EQ(in_workbook.size(), in_jsonl);
+  }
+
+  // rotateBy null CSV, continued after each kill: one file, one header, every change id once,
+  // and its staging pruned (not a copy of every row).
+  EXPECT_EQ(PublishedFiles(dir.str() + "/single"), std::vector<std::string>{"items.csv"});
+  {
+    auto records_in_file = ParseCsv(ReadFileBytes(dir.str() + "/single/items.csv"));
+    ASSERT_FALSE(records_in_file.empty());
+    const auto& header = records_in_file[0];
+    std::size_t change_column =
+        std::find(header.begin(), header.end(), "_change_id") - header.begin();
+    ASSERT_LT(change_column, header.size());
+    std::set<std::string> in_single;
+    for (std::size_t row = 1; row < records_in_file.size(); ++row) {
+      const std::string& change_id = records_in_file[row].at(change_column);
+      EXPECT_TRUE(in_single.insert(change_id).second) << change_id << " twice in items.csv";
+    }
+    std::size_t in_jsonl = 0;
+    for (const auto& [id, seen] : revisions) in_jsonl += seen.size();
+    EXPECT_EQ(in_single.size(), in_jsonl);
+    std::string staging =
+        dir.str() + "/state/replicator/drivers/single/file-staging/items.csv.jsonl";
+    if (std::filesystem::exists(staging)) {
+      std::string lines = ReadFileBytes(staging);
+      EXPECT_LT(static_cast<std::size_t>(std::count(lines.begin(), lines.end(), '\n')),
+                in_single.size() / 2)
+          << "the staging of the continued file was not pruned";
+    }
   }
 
   // Overwrite: the state file equals the source.

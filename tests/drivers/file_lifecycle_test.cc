@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <thread>
@@ -362,6 +364,167 @@ TEST_F(FileLifecycleTest, StagingOfPastDaysIsPrunedOnceTheCheckpointPassedIt) {
   EXPECT_EQ(driver->Counters().at("staging_files"), 1u);
   ASSERT_EQ(StagingFiles().size(), 1u);
   EXPECT_EQ(StagingFiles().begin()->find("2025-11-09"), std::string::npos);
+}
+
+// The ids of the one file of rotateBy null: CSV parsed (exactly one header row), JSONL as
+// lines, gzip JSONL through the system's gzip (every member must be valid).
+std::vector<std::string> UnrotatedIds(const std::string& path) {
+  std::string text;
+  if (path.ends_with(".gz")) {
+    FILE* pipe = ::popen(("gzip -dc '" + path + "' 2>&1").c_str(), "r");
+    char buffer[65536];
+    std::size_t got;
+    while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) text.append(buffer, got);
+    EXPECT_EQ(::pclose(pipe), 0) << "gzip -dc " << path << ": " << text.substr(0, 200);
+  } else {
+    text = ReadFileBytes(path);
+  }
+  std::vector<std::string> ids;
+  if (path.ends_with(".csv")) {
+    auto records = ParseCsv(text);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      if (i == 0) {
+        EXPECT_EQ(records[i].at(0), "id");
+      } else {
+        EXPECT_NE(records[i].at(0), "id") << "a second header at record " << i;
+        ids.push_back(records[i].at(0));
+      }
+    }
+    return ids;
+  }
+  return Column(ParseJsonl(text), "id");
+}
+
+// With rotateBy null, a CSV or JSONL file is continued after a restart from what it
+// published, so the staging of the rows it holds is pruned once the checkpoint passed them:
+// the staging no longer grows with the file, and the file is never split. A restart without
+// Stop (as after kill -9), with changes published but above the checkpoint and changes not
+// flushed, then replays: every change is in the file exactly once. Parquet and Excel files
+// cannot be continued: their staging keeps every row.
+TEST_F(FileLifecycleTest, UnrotatedCsvAndJsonlFilesAreContinuedAndTheirStagingPruned) {
+  struct Case {
+    const char* format;
+    const char* extra;
+    const char* file;
+    bool prunable;
+  };
+  const Case cases[] = {
+      {"csv", "", "users.csv", true},
+      {"jsonl", "", "users.jsonl", true},
+      {"jsonl", R"(, "compress": true)", "users.jsonl.gz", true},
+      {"parquet", "", "users.parquet", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.format) + c.extra);
+    std::filesystem::remove_all(Out());
+    std::filesystem::remove_all(dir_.str() + "/state");
+    const std::string config = std::string(R"("rotateBy": null)") + c.extra;
+    const std::string staging = dir_.str() + "/state/file-staging/" + c.file + ".jsonl";
+    auto driver = Make(c.format, config);
+    ASSERT_TRUE(driver);
+    std::uint64_t sequence = 0;
+    std::vector<std::string> expected;
+    auto batch_of = [&](const std::string& prefix, int count) {
+      std::vector<DeliveryItem> batch;
+      for (int i = 0; i < count; ++i) {
+        expected.push_back(prefix + std::to_string(i));
+        batch.push_back(At(expected.back(), ++sequence, kOct20At2330Utc));
+      }
+      return batch;
+    };
+    for (int round = 0; round < 4; ++round) {
+      ExpectAllDelivered(driver->Deliver(batch_of("r" + std::to_string(round) + "-", 600), 5s));
+      S3DB_ASSERT_OK(driver->Flush());
+      driver->CheckpointSaved(sequence);
+      if (c.prunable) {
+        EXPECT_LE(LineCount(staging), 1u) << "round " << round;  // the published size
+      } else {
+        EXPECT_EQ(LineCount(staging), expected.size());
+      }
+    }
+    EXPECT_EQ(driver->Counters().at("staging_rows_pruned"), c.prunable ? 2400u : 0u);
+
+    // Published but above the checkpoint, then delivered but not flushed; the process dies.
+    std::vector<DeliveryItem> replay = batch_of("published-", 3);
+    ExpectAllDelivered(driver->Deliver(replay, 5s));
+    S3DB_ASSERT_OK(driver->Flush());
+    std::vector<DeliveryItem> unflushed = batch_of("unflushed-", 2);
+    ExpectAllDelivered(driver->Deliver(unflushed, 5s));
+    driver.reset();
+
+    driver = Make(c.format, config);
+    ASSERT_TRUE(driver);
+    replay.insert(replay.end(), unflushed.begin(), unflushed.end());
+    std::vector<DeliveryItem> after = batch_of("after-", 1);
+    replay.insert(replay.end(), after.begin(), after.end());
+    ExpectAllDelivered(driver->Deliver(replay, 5s));
+    S3DB_ASSERT_OK(driver->Flush());
+    driver->CheckpointSaved(sequence);
+    driver->Stop();
+
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(Out())) {
+      files.push_back(entry.path().filename().string());
+    }
+    EXPECT_EQ(files, std::vector<std::string>{c.file});  // one file, no part, no working copy
+    if (std::string(c.format) == "parquet") {
+      std::string why_not;
+      auto readers = FindParquetReaders(why_not);
+      if (!readers) continue;
+      Json count =
+          RunReader(*readers, "duckdb-sql", Out() + "/" + c.file,
+                    "SELECT count(*) AS n, count(DISTINCT id) AS d FROM read_parquet($FILE)");
+      ASSERT_TRUE(count.is_array()) << ToJson(count);
+      EXPECT_EQ(count.as_array().at(0).at("n"), Json(std::to_string(expected.size())));
+      EXPECT_EQ(count.as_array().at(0).at("d"), Json(std::to_string(expected.size())));
+      continue;
+    }
+    std::vector<std::string> ids = UnrotatedIds(Out() + "/" + c.file);
+    EXPECT_EQ(std::multiset<std::string>(ids.begin(), ids.end()),
+              std::multiset<std::string>(expected.begin(), expected.end()));
+    EXPECT_EQ(ids.size(), expected.size());
+  }
+}
+
+// The crash windows of a publish of a continued file: killed after the staging said
+// "publishing" but before the file was published (the rows are added at restart), and after
+// the publish but before the staging recorded its size (the rows are not added again).
+TEST_F(FileLifecycleTest, AContinuedFileKnowsWhichRowsItHoldsAfterACrashDuringAPublish) {
+  for (bool published : {false, true}) {
+    SCOPED_TRACE(published ? "killed after the publish" : "killed before the publish");
+    std::filesystem::remove_all(Out());
+    std::filesystem::remove_all(dir_.str() + "/state");
+    const std::string staging = dir_.str() + "/state/file-staging/users.csv.jsonl";
+    auto driver = Make("csv", R"("rotateBy": null)");
+    ASSERT_TRUE(driver);
+    ExpectAllDelivered(driver->Deliver(
+        std::vector<DeliveryItem>{At("a", 1, kOct20At2330Utc), At("b", 2, kOct20At2330Utc)}, 5s));
+    S3DB_ASSERT_OK(driver->Flush());
+    std::vector<DeliveryItem> last{At("c", 3, kOct20At2330Utc)};
+    ExpectAllDelivered(driver->Deliver(last, 5s));
+    if (published) S3DB_ASSERT_OK(driver->Flush());
+    driver.reset();
+    std::string lines = ReadFileBytes(staging);
+    if (published) {
+      // The size line after the publish never reached the disk.
+      ASSERT_TRUE(lines.ends_with("}\n"));
+      std::size_t cut = lines.rfind('\n', lines.size() - 2);
+      ASSERT_NE(lines.find("{\"published\":", cut), std::string::npos);
+      lines.resize(cut + 1);
+    } else {
+      lines += "{\"publishing\":true}\n";  // the publish itself never happened
+    }
+    {
+      std::ofstream out(staging, std::ios::binary | std::ios::trunc);
+      out << lines;
+    }
+    driver = Make("csv", R"("rotateBy": null)");
+    ASSERT_TRUE(driver);
+    ExpectAllDelivered(driver->Deliver(last, 5s));  // the replay
+    S3DB_ASSERT_OK(driver->Flush());
+    driver->Stop();
+    EXPECT_EQ(UnrotatedIds(Out() + "/users.csv"), (std::vector<std::string>{"a", "b", "c"}));
+  }
 }
 
 // ---- 4b. a day's file finished at midnight ----

@@ -153,6 +153,31 @@ void DropSettled(ReplayIds& ids, std::uint64_t checkpoint) {
   std::erase_if(ids, [checkpoint](const auto& entry) { return entry.second <= checkpoint; });
 }
 
+// The staging lines of a continued file (FileDriver::Resumable) around each publish: before
+// it, and after it with the published file's size in bytes. The rows above the last
+// "published" line whose size the file has are in that file.
+constexpr std::string_view kPublishingLine = "{\"publishing\":true}";
+constexpr std::string_view kPublishedPrefix = "{\"published\":";
+
+std::string PublishedLine(std::uint64_t size) {
+  return std::string(kPublishedPrefix) + std::to_string(size) + "}\n";
+}
+
+// The size of a "published" line; nullopt for any other line.
+std::optional<std::uint64_t> PublishedSize(std::string_view line) {
+  if (!line.starts_with(kPublishedPrefix)) return std::nullopt;
+  std::uint64_t value = 0;
+  auto begin = line.data() + kPublishedPrefix.size();
+  auto [end, error] = std::from_chars(begin, line.data() + line.size(), value);
+  if (error != std::errc() || end == begin) return std::nullopt;
+  return value;
+}
+
+// A continued file's staging is rewritten without the rows of its published file that the
+// checkpoint passed once this many can go (and at least as many as stay), so rewriting
+// costs a constant share per row.
+constexpr std::size_t kPruneAtRows = 512;
+
 // Append mode: one file being written, with the staging copy of its rows.
 struct AppendFile {
   std::unique_ptr<TableWriter> writer;
@@ -163,6 +188,11 @@ struct AppendFile {
   std::string day;   // the day in the name (date rotation), once a row came; else empty
   std::string base;  // the name without part and extension, once a row came
   std::chrono::steady_clock::time_point last_row = std::chrono::steady_clock::now();
+  // Continued after a restart from its published content (FileDriver::Resumable): the
+  // staging holds only the rows not published yet and those above the checkpoint.
+  bool resumable = false;
+  std::uint64_t published_size = 0;  // of the published file, after the last publish
+  std::size_t staged_rows = 0;       // row lines in the staging file
   ~AppendFile() {
     if (staging_fd >= 0) ::close(staging_fd);
   }
@@ -326,6 +356,9 @@ class FileDriver final : public Driver {
     }
     replay_ids_ = ReplayIdCount();
     PruneStaging();
+    for (auto& [name, file] : files_) {
+      if (file->resumable) PruneContinuedStaging(*file);
+    }
   }
 
   std::vector<DeliveryResult> Deliver(std::span<const DeliveryItem> batch,
@@ -376,6 +409,7 @@ class FileDriver final : public Driver {
     counters["files_published"] = files_published_.load();
     counters["staging_files"] = staging_files_.load();
     counters["staging_pruned"] = staging_pruned_.load();
+    counters["staging_rows_pruned"] = staging_rows_pruned_.load();
     return counters;
   }
 
@@ -411,6 +445,14 @@ class FileDriver final : public Driver {
   bool Prunable() const {
     return settings_.mode == Mode::kAppend &&
            (settings_.rotate_by_date || settings_.rotate_size > 0);
+  }
+
+  // rotateBy null, CSV and JSONL (plain or gzip): the one file never finishes, but it can be
+  // continued after a restart (its published content, then the staged rows not in it yet),
+  // so the staging need not keep the rows the file already holds.
+  bool Resumable() const {
+    return settings_.mode == Mode::kAppend && !settings_.rotate_by_date &&
+           settings_.rotate_size == 0 && (settings_.format == "csv" || settings_.format == "jsonl");
   }
 
   // What a staging file name says: base, part and day. Nullopt for another extension.
@@ -599,6 +641,12 @@ class FileDriver final : public Driver {
   Result<AppendFile*> OpenAppend(const std::string& name) {
     auto found = files_.find(name);
     if (found != files_.end()) return found->second.get();
+    if (Resumable()) {
+      S3DB_ASSIGN_OR_RETURN(auto continued, OpenContinued(name));
+      AppendFile* raw = continued.get();
+      files_.emplace(name, std::move(continued));
+      return raw;
+    }
     auto file = std::make_unique<AppendFile>();
     file->staging_path = staging_folder_ + "/" + name + ".jsonl";
     S3DB_ASSIGN_OR_RETURN(auto sink, output_->OpenSink(name, true));
@@ -653,6 +701,180 @@ class FileDriver final : public Driver {
     return raw;
   }
 
+  // Opens the file `name` of a Resumable driver: its published content continued with the
+  // staged rows not in it yet. Which rows it holds: those above the last "published" line
+  // when the file has that size; when it has grown, the crash came between a publish and its
+  // "published" line, and the rows above the "publishing" line after it are in the file too.
+  // A staging file without such lines (a new file, or one staged by an earlier version, which
+  // holds every row) rebuilds the file from its rows, as does a file that was removed.
+  Result<std::unique_ptr<AppendFile>> OpenContinued(const std::string& name) {
+    auto file = std::make_unique<AppendFile>();
+    file->resumable = true;
+    file->staging_path = staging_folder_ + "/" + name + ".jsonl";
+    struct Row {
+      std::string line;
+      StagedRow staged;
+      std::string key;
+    };
+    std::vector<Row> rows;
+    std::optional<std::uint64_t> confirmed_size;  // of the last "published" line
+    std::size_t confirmed_rows = 0;               // rows above it
+    std::optional<std::size_t> publishing_rows;   // rows above a "publishing" line after it
+    {
+      std::unordered_set<std::string> seen;
+      std::ifstream in(file->staging_path, std::ios::binary);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line == kPublishingLine) {
+          publishing_rows = rows.size();
+          continue;
+        }
+        if (auto size = PublishedSize(line)) {
+          confirmed_size = size;
+          confirmed_rows = rows.size();
+          publishing_rows.reset();
+          continue;
+        }
+        auto staged = ParseStagedRow(line);
+        const Json* id = staged ? staged->row.if_contains("_change_id") : nullptr;
+        if (!id || !id->is_string()) continue;  // a torn last line
+        std::string key = ReplayKey(staged->target, std::string(id->get_string()));
+        if (!seen.insert(key).second) continue;
+        rows.push_back({std::move(line), std::move(*staged), std::move(key)});
+      }
+    }
+
+    std::unique_ptr<formats::ByteSink> sink;
+    std::uint64_t published = 0;
+    std::size_t in_file = 0;
+    if (confirmed_size) {
+      auto resumed = output_->ResumeSink(name);
+      if (!resumed && resumed.error().code != ErrorCode::kNotFound) {
+        return tl::unexpected(resumed.error());
+      }
+      if (resumed) {
+        published = (*resumed)->BodySize();
+        if (published == *confirmed_size) {
+          in_file = confirmed_rows;
+        } else if (publishing_rows && published > *confirmed_size) {
+          in_file = *publishing_rows;
+        } else {
+          (*resumed)->Abandon();
+          return MakeError(ErrorCode::kIo,
+                           output_->Describe(name) + " has " + std::to_string(published) +
+                               " bytes where its staging expects " +
+                               std::to_string(*confirmed_size) +
+                               ": it was changed outside s3db; move it away to start the file "
+                               "anew from the staged rows");
+        }
+        sink = std::move(*resumed);
+      }
+    }
+    const bool continued = sink != nullptr;
+    if (continued) {
+      auto columns = [this](const std::string& resource) { return ColumnsFor(resource); };
+      S3DB_ASSIGN_OR_RETURN(file->writer,
+                            files::ResumeTableWriter(settings_.format, settings_.config,
+                                                     std::move(columns), std::move(sink)));
+      // Read the header (CSV) and cut a torn last line now, not at the first change.
+      const Row* first = rows.empty() ? nullptr : &rows.front();
+      S3DB_RETURN_IF_ERROR(file->writer->Declare(first ? first->staged.target : "",
+                                                 first ? first->staged.source : ""));
+    } else {
+      S3DB_ASSIGN_OR_RETURN(auto fresh, output_->OpenSink(name, true));
+      S3DB_ASSIGN_OR_RETURN(file->writer, MakeWriter(std::move(fresh)));
+    }
+
+    // The staging anew: the file's rows still above the checkpoint (to recognise replays),
+    // its size, then the rows added to it now.
+    std::string in_file_lines, added_lines;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      Row& row = rows[i];
+      if (i >= in_file) {
+        Status added = file->writer->Add(row.staged.target, row.staged.source, row.staged.row);
+        if (!added) {
+          if (added.error().code == ErrorCode::kInvalidArgument) continue;
+          return tl::unexpected(added.error());
+        }
+      } else if (!AboveCheckpoint(row.staged.sequence)) {
+        continue;
+      }
+      file->change_ids[row.key] = row.staged.sequence;
+      (i < in_file ? in_file_lines : added_lines) += row.line + "\n";
+      ++file->staged_rows;
+    }
+    std::string content = in_file_lines;
+    if (continued) content += PublishedLine(published);
+    content += added_lines;
+    S3DB_ASSIGN_OR_RETURN(file->staging_fd, RewriteAndOpenForAppend(file->staging_path, content));
+    file->published_size = published;
+    // Publish the rows added now (and a cut torn line), so the file's size is on record.
+    if (!added_lines.empty() || (continued && file->writer->BytesWritten() != published)) {
+      S3DB_RETURN_IF_ERROR(PublishFile(*file));
+      NoteTruncated(name, *file->writer);
+    }
+    return file;
+  }
+
+  // Makes the staging of `file` durable, then publishes the file (complete, for readers). A
+  // continued file records the publish in its staging around it (see OpenContinued).
+  Status PublishFile(AppendFile& file) {
+    if (file.resumable && !WriteAll(file.staging_fd, std::string(kPublishingLine) + "\n")) {
+      return MakeError(ErrorCode::kIo, "write " + file.staging_path + ": " + std::strerror(errno));
+    }
+    S3DB_RETURN_IF_ERROR(SyncFd(file.staging_fd, file.staging_path));
+    S3DB_RETURN_IF_ERROR(file.writer->Flush());
+    if (file.resumable) {
+      file.published_size = file.writer->BytesWritten();
+      if (!WriteAll(file.staging_fd, PublishedLine(file.published_size))) {
+        return MakeError(ErrorCode::kIo,
+                         "write " + file.staging_path + ": " + std::strerror(errno));
+      }
+    }
+    return Ok();
+  }
+
+  // Rewrites a continued file's staging without the rows that are in the published file and
+  // at or below the checkpoint, once enough of them can go. Rows not published yet stay. A
+  // failure leaves the staging as it was (tried again at the next checkpoint).
+  void PruneContinuedStaging(AppendFile& file) {
+    std::size_t above = std::min(file.staged_rows, file.change_ids.size());
+    std::size_t settled = file.staged_rows - above;
+    if (settled < kPruneAtRows || settled < above) return;
+    std::vector<std::string> lines;
+    {
+      std::ifstream in(file.staging_path, std::ios::binary);
+      std::string line;
+      while (std::getline(in, line)) lines.push_back(std::move(line));
+    }
+    std::size_t last_published = lines.size();
+    for (std::size_t i = lines.size(); i-- > 0;) {
+      if (PublishedSize(lines[i])) {
+        last_published = i;
+        break;
+      }
+    }
+    if (last_published == lines.size()) return;
+    std::string content;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      const std::string& line = lines[i];
+      if (i < last_published) {
+        if (line == kPublishingLine || PublishedSize(line)) continue;
+        if (!AboveCheckpoint(LineSequence(line))) continue;
+      }
+      if (i != last_published && line != kPublishingLine) ++kept;
+      content += line;
+      content += '\n';
+    }
+    auto rewritten = RewriteAndOpenForAppend(file.staging_path, content);
+    if (!rewritten) return;
+    ::close(file.staging_fd);
+    file.staging_fd = *rewritten;
+    staging_rows_pruned_ += file.staged_rows - std::min(file.staged_rows, kept);
+    file.staged_rows = kept;
+  }
+
   Status FlushAppend() {
     FinishEndedDays();
     // Files whose publish failed earlier: rebuild them from staging and publish again.
@@ -668,8 +890,7 @@ class FileDriver final : public Driver {
         ++it;
         continue;
       }
-      Status status = SyncFd(file.staging_fd, file.staging_path);
-      if (status) status = file.writer->Flush();
+      Status status = PublishFile(file);
       if (!status) {
         // Durable in staging; rebuilt and published again at the next Flush.
         file.writer->Abandon();
@@ -806,6 +1027,7 @@ class FileDriver final : public Driver {
       return StorageFailure(error);
     }
     open.change_ids[key] = item.sequence;
+    ++open.staged_rows;
     if (auto info = staged_.find(name); info != staged_.end()) {
       info->second.max_sequence = std::max(info->second.max_sequence, item.sequence);
     }
@@ -1015,6 +1237,7 @@ class FileDriver final : public Driver {
   std::atomic<std::uint64_t> files_published_{0};  // file publishes by Flush
   std::atomic<std::uint64_t> staging_files_{0};  // append staging files on disk
   std::atomic<std::uint64_t> staging_pruned_{0};
+  std::atomic<std::uint64_t> staging_rows_pruned_{0};  // by PruneContinuedStaging
   std::uint64_t checkpoint_ = 0;  // the last checkpoint saved (0: none told yet)
   std::map<std::string, StagingInfo> staged_;  // append staging files by file name, if Prunable
 };

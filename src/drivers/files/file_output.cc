@@ -37,6 +37,13 @@ class FolderOutput final : public FileOutput {
     return std::unique_ptr<formats::ByteSink>(std::move(sink));
   }
 
+  Result<std::unique_ptr<formats::ByteSink>> ResumeSink(const std::string& name) override {
+    formats::FileSinkOptions options;
+    options.publish_on_sync = true;
+    S3DB_ASSIGN_OR_RETURN(auto sink, formats::FileByteSink::Resume(folder_ + "/" + name, options));
+    return std::unique_ptr<formats::ByteSink>(std::move(sink));
+  }
+
   Result<bool> Exists(const std::string& name) override {
     std::error_code error;
     bool found = fs::exists(folder_ + "/" + name, error);
@@ -94,6 +101,23 @@ class StoreOutput final : public FileOutput {
 
   Result<std::unique_ptr<formats::ByteSink>> OpenSink(const std::string& name,
                                                       bool /*publish_each_sync*/) override {
+    return MakeSink(name, "");
+  }
+
+  Result<std::unique_ptr<formats::ByteSink>> ResumeSink(const std::string& name) override {
+    if (store_ == nullptr) return MakeError(ErrorCode::kInternal, "file output not prepared");
+    auto object = store_->Get(key_prefix_ + name);
+    if (!object) {
+      if (object.error().code == ErrorCode::kNotFound) return tl::unexpected(object.error());
+      return MakeError(object.error().code,
+                       "GET " + Describe(name) + ": " + Redact(object.error().message));
+    }
+    return MakeSink(name, std::move(object->body));
+  }
+
+ private:
+  // A sink that uploads the whole object at each Sync / Close, starting from `body`.
+  Result<std::unique_ptr<formats::ByteSink>> MakeSink(const std::string& name, std::string body) {
     if (store_ == nullptr) return MakeError(ErrorCode::kInternal, "file output not prepared");
     std::string key = key_prefix_ + name;
     ObjectStore* store = store_;
@@ -110,9 +134,10 @@ class StoreOutput final : public FileOutput {
       return Ok();
     };
     return std::unique_ptr<formats::ByteSink>(
-        std::make_unique<formats::MemoryByteSink>(std::move(upload)));
+        std::make_unique<formats::MemoryByteSink>(std::move(upload), std::move(body)));
   }
 
+ public:
   Result<bool> Exists(const std::string& name) override {
     if (store_ == nullptr) return MakeError(ErrorCode::kInternal, "file output not prepared");
     auto head = store_->Head(key_prefix_ + name);

@@ -42,6 +42,11 @@ class FileOutput {
   virtual Result<std::unique_ptr<formats::ByteSink>> OpenSink(const std::string& name,
                                                               bool publish_each_sync) = 0;
 
+  // A sink continuing the published file `name` (append mode): its content is the sink's
+  // body, and every Sync publishes the whole file. Error kNotFound when there is none. On a
+  // store this downloads the object (every Sync uploads it whole anyway).
+  virtual Result<std::unique_ptr<formats::ByteSink>> ResumeSink(const std::string& name) = 0;
+
   // Whether a published file `name` exists (a stat, or a HEAD on the store).
   virtual Result<bool> Exists(const std::string& name) = 0;
 

@@ -9,12 +9,14 @@ namespace {
 // CSV, JSONL and Parquet: one RecordWriter; the columns come from the first row's resource.
 class RecordTableWriter final : public TableWriter {
  public:
+  // `resume`: the sink's body is a file to continue (formats::ResumeRecordWriter).
   RecordTableWriter(formats::FileFormat format, JsonObject config, ColumnsForResource columns,
-                    std::unique_ptr<formats::ByteSink> sink)
+                    std::unique_ptr<formats::ByteSink> sink, bool resume = false)
       : format_(format),
         config_(std::move(config)),
         columns_(std::move(columns)),
-        sink_(std::move(sink)) {}
+        sink_(std::move(sink)),
+        resume_(resume) {}
 
   Status Declare(const std::string&, const std::string& source) override { return Open(source); }
 
@@ -43,6 +45,11 @@ class RecordTableWriter final : public TableWriter {
   Status Open(const std::string& source) {
     if (writer_) return Ok();
     formats::ColumnSet columns = columns_ ? columns_(source) : formats::ColumnSet();
+    if (resume_) {
+      S3DB_ASSIGN_OR_RETURN(writer_, formats::ResumeRecordWriter(format_, std::move(columns),
+                                                                 config_, std::move(sink_)));
+      return Ok();
+    }
     S3DB_ASSIGN_OR_RETURN(writer_, formats::MakeRecordWriter(format_, std::move(columns),
                                                              config_, std::move(sink_)));
     return Ok();
@@ -52,6 +59,7 @@ class RecordTableWriter final : public TableWriter {
   JsonObject config_;
   ColumnsForResource columns_;
   std::unique_ptr<formats::ByteSink> sink_;  // until the writer is made
+  bool resume_;
   std::unique_ptr<formats::RecordWriter> writer_;
 };
 
@@ -144,6 +152,21 @@ Result<std::unique_ptr<TableWriter>> MakeTableWriter(const std::string& format,
   }
   auto writer = std::make_unique<RecordTableWriter>(parsed, config, std::move(columns),
                                                     std::move(sink));
+  return std::unique_ptr<TableWriter>(std::move(writer));
+}
+
+Result<std::unique_ptr<TableWriter>> ResumeTableWriter(const std::string& format,
+                                                       const JsonObject& config,
+                                                       ColumnsForResource columns,
+                                                       std::unique_ptr<formats::ByteSink> sink) {
+  S3DB_RETURN_IF_ERROR(CheckTableFormat(format));
+  S3DB_ASSIGN_OR_RETURN(formats::FileFormat parsed, formats::ParseFileFormat(format));
+  if (parsed != formats::FileFormat::kCsv && parsed != formats::FileFormat::kJsonl) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "a " + format + " file cannot be continued (it ends with a footer)");
+  }
+  auto writer = std::make_unique<RecordTableWriter>(parsed, config, std::move(columns),
+                                                    std::move(sink), true);
   return std::unique_ptr<TableWriter>(std::move(writer));
 }
 

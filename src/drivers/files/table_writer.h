@@ -54,6 +54,13 @@ Result<std::unique_ptr<TableWriter>> MakeTableWriter(const std::string& format,
                                                      std::unique_ptr<formats::ByteSink> sink,
                                                      const std::string& scratch_dir = "");
 
+// Like MakeTableWriter, for a sink whose body is a published file to continue (see
+// formats::ResumeRecordWriter): CSV and JSONL only, else kInvalidArgument.
+Result<std::unique_ptr<TableWriter>> ResumeTableWriter(const std::string& format,
+                                                       const JsonObject& config,
+                                                       ColumnsForResource columns,
+                                                       std::unique_ptr<formats::ByteSink> sink);
+
 // A sink that keeps nothing but the size (for checking rows against a format).
 class DiscardByteSink final : public formats::ByteSink {
  public:

@@ -109,6 +109,47 @@ TEST(FileS3OutputTest, ConnectionStringMemoryAndFileStoresGetCompleteObjects) {
   EXPECT_EQ((*files)->Head("users.csv").value().size, Body(**files, "users.csv").size());
 }
 
+// rotateBy null on a store: after a restart without Stop the object is downloaded and
+// continued, and its staging pruned once the checkpoint passed its rows.
+TEST(FileS3OutputTest, AnUnrotatedObjectIsContinuedAfterARestart) {
+  TempDir dir;
+  std::string folder = dir.str() + "/bucket";
+  JsonObject config = Obj(R"({"output": {"driver": "s3", "connectionString": "file://)" + folder +
+                          R"("}, "rotateBy": null})");
+  std::vector<DeliveryItem> first, second;
+  for (int i = 0; i < 600; ++i) {
+    first.push_back(Change("a" + std::to_string(i), 1, Action::kInsert, R"({"name": "A"})"));
+    first.back().sequence = i + 1;
+  }
+  second.push_back(Change("b", 1, Action::kInsert, R"({"name": "B"})"));
+  second.back().sequence = 601;
+  auto csv = StartedFileDriver("csv", config, UsersContext(dir.str() + "/state"));
+  ASSERT_TRUE(csv);
+  ExpectAllDelivered(csv->Deliver(first, 5s));
+  S3DB_ASSERT_OK(csv->Flush());
+  csv->CheckpointSaved(600);
+  EXPECT_EQ(csv->Counters().at("staging_rows_pruned"), 600u);
+  ExpectAllDelivered(csv->Deliver(second, 5s));
+  S3DB_ASSERT_OK(csv->Flush());
+  csv.reset();  // no Stop
+
+  csv = StartedFileDriver("csv", config, UsersContext(dir.str() + "/state"));
+  ASSERT_TRUE(csv);
+  second.push_back(Change("c", 1, Action::kInsert, R"({"name": "C"})"));
+  second.back().sequence = 602;
+  ExpectAllDelivered(csv->Deliver(second, 5s));  // "b" replayed
+  S3DB_ASSERT_OK(csv->Flush());
+  csv->Stop();
+  auto files = OpenObjectStore("file://" + folder);
+  ASSERT_TRUE(files.has_value());
+  auto records = ParseCsv(Body(**files, "users.csv"));
+  ASSERT_EQ(records.size(), 603u);  // the header, 600 + 2 rows
+  EXPECT_EQ(records[0][0], "id");
+  EXPECT_EQ(records[600][0], "a599");
+  EXPECT_EQ(records[601][0], "b");
+  EXPECT_EQ(records[602][0], "c");
+}
+
 TEST(FileS3OutputTest, SecretsNeverAppearInErrors) {
   TempDir dir;
   const std::string secret = "TopSecretValue42";

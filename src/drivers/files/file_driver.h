@@ -8,7 +8,8 @@
 //   mode         'append' (default): one row per change. 'overwrite': the file holds the
 //                current state, one row per live record (see below).
 //   rotateBy     'date' (default in append mode): files "<target>_<YYYY-MM-DD>.<ext>", the
-//                day of the change time in `timezone`; null: one file "<target>.<ext>";
+//                day of the change time in `timezone`; null: one file "<target>.<ext>", never
+//                split (CSV and JSONL are continued after a restart, see below);
 //                'size': daily names with rotateSize defaulting to 100 MiB. Overwrite mode
 //                always writes "<target>.<ext>" (rotateBy must be null or absent).
 //   rotateSize   daily files ('date' or 'size'; not excel): a day continues in
@@ -43,6 +44,12 @@
 // the change's sequence: ids at or below the checkpoint (CheckpointSaved) are forgotten, and
 // the staging files of finished files (earlier size parts, closed past days) are deleted once
 // the checkpoint passed all their rows; a late change of a pruned day goes to its next part.
+// rotateBy null, CSV and JSONL: after a restart the published file is continued (its content,
+// then the staged rows not in it). Around each publish the staging gets a "publishing" line
+// (fsynced before the publish) and a "published" line with the file's size (after it), so
+// the rows the file holds are known after a kill at any point; the staging then keeps only
+// rows not published yet and rows above the checkpoint (rewritten once enough can go).
+// Parquet and Excel files cannot be continued: their staging keeps every row.
 // Durability, overwrite: every change is appended to "<state_dir>/file-state/<file>.jsonl"
 // (id, revision, row or delete; fsynced at Flush); Flush rebuilds the whole file from the
 // records in memory and publishes it; Start() loads the logs and republishes every file. A

@@ -12,17 +12,28 @@
 // a change pending longer than intent_timeout (a write that never answered), and every
 // change a dead process left pending, moves to the intents table, which the plugin resolves
 // against the source at its next start.
+//
+// With the batch and off fsync policies a Prepare is not a SQLite commit but one write(2) to
+// the prepare journal (prepare_journal.h), which survives a process crash like the WAL does;
+// the background thread moves journaled changes into SQLite in large transactions every
+// journal_move_interval and deletes the journal files it emptied, and Open moves whatever a
+// dead process left there first. Until a change is moved, readers get it from the tail kept
+// in memory.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -32,9 +43,16 @@
 
 #include "replicator/change_log.h"
 #include "replicator/engine_util.h"
+#include "replicator/prepare_journal.h"
 
 namespace s3db::replicator {
 namespace {
+
+using internal::JournalContents;
+using internal::JournalEntry;
+using internal::JournalRecord;
+using internal::JournalRecordKind;
+using internal::ReadJournalFile;
 
 constexpr std::size_t kCompactChunk = 10000;
 
@@ -284,16 +302,15 @@ class SqliteChangeLog : public ChangeLog {
         "ON CONFLICT(replicator) DO UPDATE SET seq = excluded.seq, "
         "updated_ms = excluded.updated_ms"));
 
+    journal_enabled_ = options_.fsync != FsyncPolicy::kAlways;
+    S3DB_RETURN_IF_ERROR(MoveJournalsOfPreviousProcess());
     S3DB_ASSIGN_OR_RETURN(std::int64_t high, QueryInt(
         "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM changes UNION ALL "
         "SELECT MAX(seq) FROM checkpoints UNION ALL SELECT MAX(seq) FROM dead_letters)"));
-    next_sequence_ = static_cast<std::uint64_t>(high) + 1;
+    next_sequence_ = std::max(static_cast<std::uint64_t>(high), journal_high_) + 1;
     S3DB_RETURN_IF_ERROR(ResolvePendingOfPreviousProcess());
-    S3DB_ASSIGN_OR_RETURN(high, QueryInt("SELECT MAX(seq) FROM changes"));
-    committed_high_ = std::max<std::uint64_t>(static_cast<std::uint64_t>(high),
-                                              next_sequence_ - 1);
-    last_sequence_.store(committed_high_);
-    tail_floor_ = committed_high_;
+    last_sequence_.store(next_sequence_ - 1);
+    tail_floor_ = next_sequence_ - 1;
 
     S3DB_ASSIGN_OR_RETURN(checkpointer_, OpenConnection(options_.path, false, options_.fsync));
     S3DB_RETURN_IF_ERROR(Exec(checkpointer_, options_.fsync == FsyncPolicy::kOff
@@ -326,13 +343,25 @@ class SqliteChangeLog : public ChangeLog {
 
   Result<std::uint64_t> Append(const Change& change) override {
     if (!change.write_id.empty()) {
+      // A journaled confirmation keeps a restart from taking the change for an unconfirmed
+      // one (which the plugin would check against the source and append anew). When it cannot
+      // be written, that is what happens, and nothing is lost.
+      std::unique_lock journal_lock(journal_mutex_, std::defer_lock);
+      if (journal_enabled_) journal_lock.lock();
       std::lock_guard lock(pending_mutex_);
       if (auto found = pending_by_key_.find(PendingKey(change)); found != pending_by_key_.end()) {
         // Prepared: the change is stored already; confirming it is a memory operation.
         std::uint64_t sequence = found->second;
-        pending_.erase(sequence);
+        if (journal_enabled_) {
+          (void)AppendToJournal(JournalEntry(JournalRecordKind::kConfirm).Finish(sequence));
+        }
+        auto entry = pending_.find(sequence);
+        // A change still in the journal has no pending row to clear.
+        if (entry != pending_.end() && entry->second.in_sqlite) {
+          confirmed_marks_.push_back(sequence);
+        }
+        if (entry != pending_.end()) pending_.erase(entry);
         pending_by_key_.erase(found);
-        confirmed_marks_.push_back(sequence);
         PublishVisible();
         return sequence;
       }
@@ -353,6 +382,7 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   Status Prepare(const Change& change) override {
+    if (journal_enabled_) return PrepareInJournal(change);
     Job job;
     job.prepare = &change;
     return Submit(job);
@@ -362,9 +392,44 @@ class SqliteChangeLog : public ChangeLog {
     Job job;
     job.abandon = &change;
     if (!change.write_id.empty()) {
-      std::lock_guard lock(pending_mutex_);
-      if (auto found = pending_by_key_.find(PendingKey(change)); found != pending_by_key_.end()) {
-        job.abandon_sequence = found->second;
+      std::unique_lock journal_lock(journal_mutex_, std::defer_lock);
+      if (journal_enabled_) journal_lock.lock();
+      {
+        std::lock_guard lock(pending_mutex_);
+        if (auto found = pending_by_key_.find(PendingKey(change));
+            found != pending_by_key_.end()) {
+          job.abandon_sequence = found->second;
+        }
+      }
+      if (journal_enabled_ && job.abandon_sequence) {
+        // Its journal record may outlive this process (journal files go a little after the
+        // move): the abandon is journaled too, so that a restart does not bring it back. When
+        // that write fails, a restart finds the change pending and resolves it against the
+        // source like any intent, where the failed write is not.
+        std::string record = JournalEntry(JournalRecordKind::kAbandon).Finish(job.abandon_sequence);
+        if (auto noted = AppendToJournal(record); !noted) {
+          auto logger = spdlog::get("replicator");
+          (logger ? logger : spdlog::default_logger())
+              ->warn("{}; the next start checks change {} against the source",
+                     noted.error().message, change.ChangeId());
+        }
+        bool unmoved = unmoved_.count(job.abandon_sequence) > 0;
+        if (unmoved || moving_.count(job.abandon_sequence) > 0) {
+          unmoved_.erase(job.abandon_sequence);
+          moving_.erase(job.abandon_sequence);  // the move skips it from now on
+          UpdateStoredThrough();
+          {
+            std::lock_guard tail_lock(tail_mutex_);
+            EraseFromTail(job.abandon_sequence);  // still pending, so nobody has read it
+          }
+          if (unmoved) {  // not in SQLite: forgetting it is a memory operation
+            std::lock_guard lock(pending_mutex_);
+            ErasePending(job.abandon_sequence);
+            PublishVisible();
+            return Ok();
+          }
+          // Being moved: the commit below deletes whatever the move stored of it.
+        }
       }
     }
     return Submit(job);
@@ -389,7 +454,26 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) override {
-    if (auto recent = ReadFromTail(after, limit)) return std::move(*recent);
+    while (true) {
+      std::uint64_t visible = last_sequence_.load();
+      std::uint64_t floor;
+      if (auto recent = ReadFromTail(after, limit, visible, floor)) return std::move(*recent);
+      // SQLite holds everything up to the tail's floor, not always what is above it (changes
+      // still in the journal), so it is read only that far, and the tail gives the rest.
+      S3DB_ASSIGN_OR_RETURN(auto out, ReadFromSqlite(after, std::min(visible, floor), limit));
+      if (out.size() >= limit || floor >= visible) return out;
+      std::uint64_t new_floor;
+      if (auto recent = ReadFromTail(floor, limit - out.size(), visible, new_floor)) {
+        for (LoggedChange& logged : *recent) out.push_back(std::move(logged));
+        return out;
+      }
+      if (!out.empty()) return out;
+      // The floor rose meanwhile (what it passed is in SQLite now): read again.
+    }
+  }
+
+  Result<std::vector<LoggedChange>> ReadFromSqlite(std::uint64_t after, std::uint64_t through,
+                                                   std::size_t limit) {
     S3DB_ASSIGN_OR_RETURN(Reader * reader, AcquireReader());
     std::vector<LoggedChange> out;
     Status status = Ok();
@@ -397,7 +481,7 @@ class SqliteChangeLog : public ChangeLog {
       sqlite3_stmt* stmt = reader->select_changes.get();
       ResetOnExit reset{stmt};
       sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(after));
-      sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(last_sequence_.load()));
+      sqlite3_bind_int64(stmt, 2, static_cast<sqlite3_int64>(through));
       sqlite3_bind_int64(stmt, 3, static_cast<sqlite3_int64>(limit));
       int rc;
       while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -484,6 +568,7 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   Result<std::uint64_t> CountChanges() override {
+    S3DB_RETURN_IF_ERROR(MoveJournal());  // count what is stored, wherever it is
     std::lock_guard lock(write_mutex_);
     S3DB_RETURN_IF_ERROR(CheckOpen());
     S3DB_ASSIGN_OR_RETURN(std::int64_t count, QueryInt("SELECT COUNT(*) FROM changes"));
@@ -609,7 +694,9 @@ class SqliteChangeLog : public ChangeLog {
     }
     fsync_wake_.notify_all();
     if (background_thread_.joinable()) background_thread_.join();
+    bool journal_moved = true;
     if (open_) {
+      journal_moved = MoveJournal().has_value();
       Job flush;  // clears the marks of confirmed changes, so the next start has less to do
       (void)Submit(flush);
     }
@@ -643,11 +730,33 @@ class SqliteChangeLog : public ChangeLog {
     }
     int rc = sqlite3_close(writer_);
     writer_ = nullptr;
+    {
+      std::lock_guard journal_lock(journal_mutex_);
+      if (journal_fd_ >= 0) ::close(journal_fd_);
+      journal_fd_ = -1;
+      // Closing the database copied its WAL into it; what the journals held is in there now.
+      // A journal that could not be moved stays for the next start.
+      if (journal_moved && rc == SQLITE_OK && unmoved_.empty()) {
+        for (const std::string& file : JournalFiles()) ::unlink(file.c_str());
+      }
+    }
     if (rc != SQLITE_OK) return MakeError(ErrorCode::kIo, "change log: close failed");
     return Ok();
   }
 
  private:
+  struct PendingEntry {
+    std::string key;  // PendingKey
+    std::chrono::steady_clock::time_point since;
+    bool in_sqlite = false;  // stored in SQLite with a pending row (not only in the journal)
+  };
+
+  // A prepared change written to the journal and not yet moved into SQLite.
+  struct Journaled {
+    std::shared_ptr<const LoggedChange> logged;
+    std::shared_ptr<const Encoded> encoded;
+  };
+
   // One caller's appends, waiting for a group commit.
   struct Job {
     const Change* single = nullptr;
@@ -657,6 +766,7 @@ class SqliteChangeLog : public ChangeLog {
     const std::vector<LoggedChange>* many = nullptr;
     std::string requeue_replicator;      // non-empty: move these dead letters back into the log
     std::vector<LoggedChange> requeued;  // requeue: the changes it stored
+    const std::vector<std::pair<std::uint64_t, Journaled>>* move = nullptr;  // into SQLite
     std::vector<std::uint64_t> sequences;
     Status status = Ok();
     bool done = false;  // guarded by queue_mutex_
@@ -712,7 +822,12 @@ class SqliteChangeLog : public ChangeLog {
   // REQUIRES: write_mutex_ held, inside a transaction.
   Status InsertChange(std::uint64_t sequence, const Change& change, std::string_view replicator,
                       std::string_view destination) {
-    Encoded encoded = Encode(change);
+    return InsertEncoded(sequence, change, Encode(change), replicator, destination);
+  }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status InsertEncoded(std::uint64_t sequence, const Change& change, const Encoded& encoded,
+                       std::string_view replicator, std::string_view destination) {
     sqlite3_stmt* stmt = insert_change_.get();
     ResetOnExit reset{stmt};
     sqlite3_bind_int64(stmt, 1, static_cast<sqlite3_int64>(sequence));
@@ -726,8 +841,10 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   // REQUIRES: write_mutex_ held, inside a transaction.
-  Status InsertIntent(const Change& change) {
-    Encoded encoded = Encode(change);
+  Status InsertIntent(const Change& change) { return InsertIntentEncoded(change, Encode(change)); }
+
+  // REQUIRES: write_mutex_ held, inside a transaction.
+  Status InsertIntentEncoded(const Change& change, const Encoded& encoded) {
     sqlite3_stmt* stmt = insert_intent_.get();
     ResetOnExit reset{stmt};
     BindChange(stmt, 1, change, encoded);
@@ -819,7 +936,7 @@ class SqliteChangeLog : public ChangeLog {
   void CommitGroup(std::vector<Job*>& group) {
     std::lock_guard lock(write_mutex_);
     Status status = CheckOpen();
-    std::uint64_t first_sequence = next_sequence_;
+    allocated_.clear();
     std::vector<std::uint64_t> marks;
     {
       std::lock_guard pending_lock(pending_mutex_);
@@ -834,12 +951,12 @@ class SqliteChangeLog : public ChangeLog {
       for (Job* job : group) {
         job->sequences.clear();
         if (job->single) {
-          std::uint64_t sequence = next_sequence_++;
+          std::uint64_t sequence = AllocateSequence();
           status = InsertChange(sequence, *job->single, {}, {});
           if (status) status = DeleteIntent(*job->single);
           job->sequences.push_back(sequence);
         } else if (job->prepare) {
-          std::uint64_t sequence = next_sequence_++;
+          std::uint64_t sequence = AllocateSequence();
           status = InsertChange(sequence, *job->prepare, {}, {});
           if (status) status = InsertPending(sequence, *job->prepare);
           job->sequences.push_back(sequence);
@@ -851,7 +968,7 @@ class SqliteChangeLog : public ChangeLog {
           }
         } else if (job->many) {
           for (const LoggedChange& logged : *job->many) {
-            std::uint64_t sequence = next_sequence_++;
+            std::uint64_t sequence = AllocateSequence();
             status = InsertChange(sequence, logged.change, logged.only_replicator,
                                   logged.only_destination);
             if (status && logged.only_replicator.empty()) status = DeleteIntent(logged.change);
@@ -860,6 +977,8 @@ class SqliteChangeLog : public ChangeLog {
           }
         } else if (!job->requeue_replicator.empty()) {
           status = RequeueInTransaction(*job);
+        } else if (job->move) {
+          status = MoveInTransaction(*job->move);
         }
         if (!status) break;
       }
@@ -873,7 +992,7 @@ class SqliteChangeLog : public ChangeLog {
         stale_lock.lock();
         if (HasStale(now)) {
           for (const auto& [sequence, entry] : pending_) {
-            if (now - entry.since >= options_.intent_timeout) stale.push_back(sequence);
+            if (IsStale(entry, now)) stale.push_back(sequence);
           }
           for (std::size_t i = 0; status && i < stale.size(); ++i) {
             status = PendingToIntent(stale[i]);
@@ -885,7 +1004,7 @@ class SqliteChangeLog : public ChangeLog {
       if (!status) (void)Exec(writer_, "ROLLBACK");
     }
     if (!status) {
-      next_sequence_ = first_sequence;  // nothing of the group was stored
+      // Nothing of the group was stored: its sequence numbers stay unused (gaps are allowed).
       for (Job* job : group) {
         job->status = status;
         job->sequences.clear();
@@ -893,6 +1012,8 @@ class SqliteChangeLog : public ChangeLog {
       // stale_lock may hold pending_mutex_ already (the commit itself failed, e.g. disk full).
       if (!stale_lock.owns_lock()) stale_lock.lock();
       confirmed_marks_.insert(confirmed_marks_.end(), marks.begin(), marks.end());
+      for (std::uint64_t sequence : allocated_) inflight_.erase(sequence);
+      PublishVisible();
       return;
     }
     for (Job* job : group) job->status = Ok();
@@ -912,12 +1033,12 @@ class SqliteChangeLog : public ChangeLog {
           std::string key = PendingKey(*job->prepare);
           pending_by_key_[key] = job->sequences.front();
           pending_.emplace(job->sequences.front(),
-                           PendingEntry{std::move(key), std::chrono::steady_clock::now()});
+                           PendingEntry{std::move(key), std::chrono::steady_clock::now(), true});
         } else if (job->abandon_sequence) {
           ErasePending(job->abandon_sequence);
         }
       }
-      committed_high_ = next_sequence_ - 1;
+      for (std::uint64_t sequence : allocated_) inflight_.erase(sequence);
       PublishVisible();
     }
     MarkWritten();
@@ -941,10 +1062,12 @@ class SqliteChangeLog : public ChangeLog {
     pending_.erase(found);
   }
 
-  // Readers see every change up to the first one still pending. REQUIRES: pending_mutex_ held.
+  // Readers see every change up to the first one still pending or being committed.
+  // REQUIRES: pending_mutex_ held.
   void PublishVisible() {
-    std::uint64_t visible = committed_high_;
+    std::uint64_t visible = next_sequence_ - 1;
     if (!pending_.empty()) visible = std::min(visible, pending_.begin()->first - 1);
+    if (!inflight_.empty()) visible = std::min(visible, *inflight_.begin() - 1);
     if (visible <= last_sequence_.load()) return;
     {
       std::lock_guard appended_lock(appended_mutex_);
@@ -958,7 +1081,7 @@ class SqliteChangeLog : public ChangeLog {
     S3DB_ASSIGN_OR_RETURN(std::vector<DeadLetter> letters,
                           SelectDeadLetters(job.requeue_replicator, 0));
     for (DeadLetter& letter : letters) {
-      std::uint64_t sequence = next_sequence_++;
+      std::uint64_t sequence = AllocateSequence();
       S3DB_RETURN_IF_ERROR(
           InsertChange(sequence, letter.change, letter.replicator, letter.destination));
       job.sequences.push_back(sequence);
@@ -1013,6 +1136,7 @@ class SqliteChangeLog : public ChangeLog {
                                                           : std::chrono::milliseconds(50);
     interval = std::clamp(interval, std::chrono::milliseconds(1), std::chrono::milliseconds(50));
     auto last_housekeeping = std::chrono::steady_clock::now();
+    auto last_move = last_housekeeping;
     std::unique_lock lock(fsync_mutex_);
     while (!stopping_) {
       fsync_wake_.wait_for(lock, interval, [&] { return stopping_; });
@@ -1032,6 +1156,15 @@ class SqliteChangeLog : public ChangeLog {
           lock.lock();
         }
       }
+      if (journal_enabled_) {
+        if (move_soon_.load() || now - last_move >= options_.journal_move_interval) {
+          last_move = now;
+          lock.unlock();
+          (void)MoveJournal();  // a failure keeps the changes journaled; tried again next time
+          lock.lock();
+        }
+        if (options_.fsync == FsyncPolicy::kBatch) SyncJournal();
+      }
       if (wal_grown_.exchange(false)) {
         // PASSIVE: copies what no reader still needs and never blocks the writer; the WAL
         // restarts from its beginning once everything in it was copied.
@@ -1039,17 +1172,353 @@ class SqliteChangeLog : public ChangeLog {
                                            nullptr, nullptr);
         if (rc != SQLITE_OK) wal_grown_.store(true);  // busy or failed: again next time
       }
-      if (options_.fsync != FsyncPolicy::kBatch || !dirty_.exchange(false)) continue;
-      if (wal_fd_ < 0) wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) != 0) {
-        ::close(wal_fd_);
-        wal_fd_ = -1;
-        dirty_.store(true);
+      if (options_.fsync == FsyncPolicy::kBatch && dirty_.exchange(false)) {
+        if (wal_fd_ < 0) wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) != 0) {
+          ::close(wal_fd_);
+          wal_fd_ = -1;
+          dirty_.store(true);
+        }
+      }
+      // A journal file goes once what it held is on disk in SQLite: with kBatch when no commit
+      // happened since the WAL's last fsync.
+      if (journal_enabled_ && (options_.fsync == FsyncPolicy::kOff || !dirty_.load())) {
+        RemoveMovedJournals();
       }
     }
     if (options_.fsync == FsyncPolicy::kBatch && wal_fd_ >= 0 && dirty_.exchange(false)) {
       (void)::fdatasync(wal_fd_);
     }
+  }
+
+  // kBatch: journal records survive a process crash at once (they are written); this makes
+  // them survive an OS crash within the fsync interval. Background thread only.
+  void SyncJournal() {
+    if (journal_dirty_.exchange(false)) {
+      int fd = -1;
+      {
+        std::lock_guard journal_lock(journal_mutex_);
+        if (journal_fd_ >= 0) fd = ::dup(journal_fd_);  // synced outside the lock
+      }
+      if (fd >= 0) {
+        if (::fdatasync(fd) != 0) journal_dirty_.store(true);
+        ::close(fd);
+      }
+    }
+    if (journal_new_file_.exchange(false)) {
+      std::filesystem::path folder = std::filesystem::path(options_.path).parent_path();
+      int fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0) {
+        if (::fsync(fd) != 0) journal_new_file_.store(true);
+        ::close(fd);
+      }
+    }
+  }
+
+  // Hands out the next sequence number to a change being committed to SQLite; readers stop
+  // below it until the commit is over. REQUIRES: write_mutex_ held (CommitGroup).
+  std::uint64_t AllocateSequence() {
+    std::lock_guard lock(pending_mutex_);
+    std::uint64_t sequence = next_sequence_++;
+    inflight_.insert(sequence);
+    allocated_.push_back(sequence);
+    return sequence;
+  }
+
+  // The journal's part of Prepare: the change is pending under its sequence number as soon as
+  // its record is written, and reaches SQLite with the next move.
+  Status PrepareInJournal(const Change& change) {
+    auto encoded = std::make_shared<Encoded>(Encode(change));
+    std::optional<std::string> before_json;
+    std::optional<std::string> after_json;
+    if (encoded->has_before) before_json = encoded->before;
+    if (encoded->has_after) after_json = encoded->after;
+    JournalEntry entry(change, before_json, after_json);
+    auto logged = std::make_shared<LoggedChange>();
+    logged->change = change;
+    std::string key = PendingKey(change);
+
+    std::uint64_t sequence;
+    {
+      std::lock_guard journal_lock(journal_mutex_);
+      S3DB_RETURN_IF_ERROR(CheckOpen());
+      {
+        std::lock_guard lock(pending_mutex_);
+        sequence = next_sequence_++;
+        pending_by_key_[key] = sequence;
+        pending_.emplace(sequence, PendingEntry{key, std::chrono::steady_clock::now(), false});
+      }
+      if (auto written = AppendToJournal(entry.Finish(sequence)); !written) {
+        std::lock_guard lock(pending_mutex_);
+        ErasePending(sequence);
+        PublishVisible();
+        return written;
+      }
+      logged->sequence = sequence;
+      unmoved_.emplace(sequence, Journaled{logged, std::move(encoded)});
+      UpdateStoredThrough();
+      if (unmoved_.size() >= kMoveBatch) move_soon_.store(true);
+    }
+    AddToTail(sequence, std::move(logged));
+    if (move_soon_.load()) fsync_wake_.notify_one();
+    return Ok();
+  }
+
+  static constexpr std::size_t kMoveBatch = 4096;  // a move is due at once past this many
+
+  std::string JournalPath(std::uint64_t generation) const {
+    return options_.path + "-prepared-" + std::to_string(generation);
+  }
+
+  // Every journal file next to the database, oldest first.
+  std::vector<std::string> JournalFiles() const {
+    std::filesystem::path database(options_.path);
+    std::string prefix = database.filename().string() + "-prepared-";
+    std::vector<std::pair<std::uint64_t, std::string>> found;
+    std::error_code ec;
+    std::filesystem::path folder = database.parent_path().empty() ? "." : database.parent_path();
+    for (const auto& item : std::filesystem::directory_iterator(folder, ec)) {
+      std::string name = item.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      std::string number = name.substr(prefix.size());
+      if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos) continue;
+      found.emplace_back(std::stoull(number), item.path().string());
+    }
+    std::sort(found.begin(), found.end());
+    std::vector<std::string> files;
+    for (auto& [generation, path] : found) files.push_back(std::move(path));
+    return files;
+  }
+
+  // Writes one record at the end of the current journal file, opening a new file first when
+  // there is none (or the last write failed part way). REQUIRES: journal_mutex_ held.
+  Status AppendToJournal(const std::string& record) {
+    if (journal_fd_ < 0) {
+      std::string path = JournalPath(journal_generation_ + 1);
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        return MakeError(ErrorCode::kIo, "change log: cannot create the prepare journal " + path +
+                                             ": " + std::strerror(errno));
+      }
+      journal_fd_ = fd;
+      ++journal_generation_;
+      journal_size_ = 0;
+      journal_new_file_.store(true);
+    }
+    std::size_t written = 0;
+    while (written < record.size()) {
+      ssize_t n = ::write(journal_fd_, record.data() + written, record.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int error = n < 0 ? errno : ENOSPC;
+        // Cut the partial record off again; when that fails too, the file ends here (a torn
+        // record is only ever the last of a file) and the next record starts a new one.
+        if (::ftruncate(journal_fd_, journal_size_) != 0) {
+          ::close(journal_fd_);
+          journal_fd_ = -1;
+        }
+        return MakeError(ErrorCode::kIo, "change log: cannot write to the prepare journal " +
+                                             JournalPath(journal_generation_) + ": " +
+                                             std::strerror(error));
+      }
+      written += static_cast<std::size_t>(n);
+    }
+    journal_size_ += static_cast<off_t>(record.size());
+    journal_dirty_.store(true);
+    return Ok();
+  }
+
+  // REQUIRES: journal_mutex_ held.
+  void UpdateStoredThrough() {
+    std::uint64_t through = UINT64_MAX;
+    if (!unmoved_.empty()) through = unmoved_.begin()->first - 1;
+    if (!moving_.empty()) through = std::min(through, moving_.begin()->first - 1);
+    stored_through_.store(through);
+  }
+
+  // Moves every journaled change into SQLite in one commit; afterwards the journal files that
+  // held only moved changes are deleted (once the WAL holding them is on disk).
+  Status MoveJournal() {
+    if (!journal_enabled_) return Ok();
+    std::lock_guard move_lock(move_mutex_);
+    std::vector<std::pair<std::uint64_t, Journaled>> batch;
+    int finished_fd = -1;
+    std::uint64_t first_kept_generation;
+    {
+      std::lock_guard journal_lock(journal_mutex_);
+      move_soon_.store(false);
+      if (unmoved_.empty()) return Ok();
+      batch.assign(unmoved_.begin(), unmoved_.end());
+      moving_.merge(unmoved_);
+      // New records go to a new file from now on; the ones before are all in this batch.
+      finished_fd = journal_fd_;
+      journal_fd_ = -1;
+      first_kept_generation = journal_generation_ + 1;
+    }
+    if (finished_fd >= 0) {
+      if (options_.fsync == FsyncPolicy::kBatch) (void)::fdatasync(finished_fd);
+      ::close(finished_fd);
+    }
+    Job job;
+    job.move = &batch;
+    Status status = Submit(job);
+    {
+      std::lock_guard journal_lock(journal_mutex_);
+      if (status) {
+        for (const auto& [sequence, journaled] : batch) moving_.erase(sequence);
+        removable_below_ = std::max(removable_below_, first_kept_generation);
+      } else {
+        std::lock_guard lock(pending_mutex_);
+        for (const auto& [sequence, journaled] : moving_) {
+          if (auto found = pending_.find(sequence); found != pending_.end()) {
+            found->second.in_sqlite = false;
+          }
+        }
+        unmoved_.merge(moving_);  // tried again with the next move
+        moving_.clear();
+      }
+      UpdateStoredThrough();
+    }
+    if (status) {
+      std::lock_guard tail_lock(tail_mutex_);
+      TrimTail();
+    }
+    return status;
+  }
+
+  // Deletes the journal files whose changes are all in SQLite, once SQLite has them on disk
+  // (kBatch: the WAL was just fsynced). Background thread only.
+  void RemoveMovedJournals() {
+    std::uint64_t below;
+    {
+      std::lock_guard journal_lock(journal_mutex_);
+      below = removable_below_;
+    }
+    if (below <= removed_below_) return;
+    for (std::uint64_t generation = removed_below_; generation < below; ++generation) {
+      if (generation > 0) ::unlink(JournalPath(generation).c_str());
+    }
+    removed_below_ = below;
+  }
+
+  // The move job of a commit. REQUIRES: write_mutex_ held, inside a transaction.
+  Status MoveInTransaction(const std::vector<std::pair<std::uint64_t, Journaled>>& batch) {
+    for (const auto& [sequence, journaled] : batch) {
+      bool pending = false;
+      {
+        std::lock_guard journal_lock(journal_mutex_);
+        if (!moving_.count(sequence)) continue;  // abandoned meanwhile
+        std::lock_guard lock(pending_mutex_);
+        if (auto found = pending_.find(sequence); found != pending_.end()) {
+          found->second.in_sqlite = true;
+          pending = true;
+        }
+      }
+      S3DB_RETURN_IF_ERROR(
+          InsertEncoded(sequence, journaled.logged->change, *journaled.encoded, {}, {}));
+      if (pending) S3DB_RETURN_IF_ERROR(InsertPending(sequence, journaled.logged->change));
+    }
+    return Ok();
+  }
+
+  // What a dead process left in journal files goes into SQLite before anything else: changes
+  // confirmed in the journal as changes, the others (but the abandoned ones) as intents, which
+  // the plugin resolves against the source.
+  Status MoveJournalsOfPreviousProcess() {
+    std::vector<std::string> files = JournalFiles();
+    if (files.empty()) return Ok();
+    std::vector<JournalRecord> prepared;
+    std::set<std::uint64_t> abandoned;
+    std::set<std::uint64_t> confirmed;
+    for (const std::string& file : files) {
+      S3DB_ASSIGN_OR_RETURN(JournalContents contents, ReadJournalFile(file));
+      if (contents.torn) {
+        auto logger = spdlog::get("replicator");
+        (logger ? logger : spdlog::default_logger())
+            ->info("change log: {} ends with a record cut short by a crash; it is ignored "
+                   "(its write had not returned)",
+                   file);
+      }
+      for (JournalRecord& record : contents.records) {
+        journal_high_ = std::max(journal_high_, record.sequence);
+        if (record.kind == JournalRecordKind::kAbandon) {
+          abandoned.insert(record.sequence);
+        } else if (record.kind == JournalRecordKind::kConfirm) {
+          confirmed.insert(record.sequence);
+        } else {
+          prepared.push_back(std::move(record));
+        }
+      }
+    }
+    Statement exists;
+    S3DB_RETURN_IF_ERROR(exists.Prepare(writer_, "SELECT 1 FROM changes WHERE seq=?"));
+    S3DB_RETURN_IF_ERROR(Exec(writer_, "BEGIN IMMEDIATE"));
+    Status status = Ok();
+    for (const JournalRecord& record : prepared) {
+      std::uint64_t sequence = record.sequence;
+      if (abandoned.count(sequence)) {
+        // Moved before it was abandoned: it is still pending there, so it goes.
+        status = Exec(writer_, ("DELETE FROM changes WHERE seq=" + std::to_string(sequence) +
+                                " AND seq IN (SELECT seq FROM pending)")
+                                   .c_str());
+        if (status) status = Step(delete_pending_, "forget an abandoned change", sequence);
+        if (!status) break;
+        continue;
+      }
+      sqlite3_stmt* check = exists.get();
+      bool stored;
+      {
+        ResetOnExit reset{check};
+        sqlite3_bind_int64(check, 1, static_cast<sqlite3_int64>(sequence));
+        stored = sqlite3_step(check) == SQLITE_ROW;
+      }
+      if (stored) {  // moved before the process died; its pending row may not be cleared yet
+        if (confirmed.count(sequence)) {
+          status = Step(delete_pending_, "clear a confirmed change", sequence);
+        }
+        if (!status) break;
+        continue;
+      }
+      Encoded encoded;
+      encoded.has_before = record.before_json.has_value();
+      encoded.has_after = record.after_json.has_value();
+      if (encoded.has_before) encoded.before = *record.before_json;
+      if (encoded.has_after) encoded.after = *record.after_json;
+      // Not confirmed in the journal (its write had not answered, or the confirmation or the
+      // abandon could not be written): only the source can tell, so it is an intent.
+      status = confirmed.count(sequence) ? InsertEncoded(sequence, record.change, encoded, {}, {})
+                                         : InsertIntentEncoded(record.change, encoded);
+      if (!status) break;
+    }
+    // A confirmation or an abandon can outlive the file of its prepared change (moved, with a
+    // pending row, before its write answered): it settles that row.
+    std::set<std::uint64_t> seen;
+    for (const JournalRecord& record : prepared) seen.insert(record.sequence);
+    for (std::uint64_t sequence : confirmed) {
+      if (!status) break;
+      if (!seen.count(sequence)) status = Step(delete_pending_, "clear a confirmed change", sequence);
+    }
+    for (std::uint64_t sequence : abandoned) {
+      if (!status) break;
+      if (seen.count(sequence)) continue;
+      status = Exec(writer_, ("DELETE FROM changes WHERE seq=" + std::to_string(sequence) +
+                              " AND seq IN (SELECT seq FROM pending)")
+                                 .c_str());
+      if (status) status = Step(delete_pending_, "forget an abandoned change", sequence);
+    }
+    if (status) status = Step(commit_, "commit the prepare journal");
+    if (!status) {
+      (void)Exec(writer_, "ROLLBACK");
+      return status;
+    }
+    // On disk before the journals go: a checkpoint copies the WAL into the database file and
+    // syncs it.
+    if (sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_FULL, nullptr, nullptr) !=
+        SQLITE_OK) {
+      return tl::unexpected(SqliteError(writer_, "checkpoint after moving the prepare journal"));
+    }
+    for (const std::string& file : files) ::unlink(file.c_str());
+    return Ok();
   }
 
   // The tail: the changes stored lately, kept in memory so that dispatchers, which mostly
@@ -1089,13 +1558,16 @@ class SqliteChangeLog : public ChangeLog {
     return bytes;
   }
 
-  // Changes above `after` from the tail, or nullopt when the tail does not hold them all.
-  std::optional<std::vector<LoggedChange>> ReadFromTail(std::uint64_t after, std::size_t limit) {
+  // Changes above `after` up to `visible` from the tail, or nullopt when the tail does not hold
+  // them all; `floor` is set to the tail's floor either way.
+  std::optional<std::vector<LoggedChange>> ReadFromTail(std::uint64_t after, std::size_t limit,
+                                                        std::uint64_t visible,
+                                                        std::uint64_t& floor) {
     std::vector<std::shared_ptr<const LoggedChange>> found;
     {
       std::lock_guard lock(tail_mutex_);
+      floor = tail_floor_;
       if (after < tail_floor_) return std::nullopt;
-      std::uint64_t visible = last_sequence_.load();
       for (auto it = tail_.upper_bound(after);
            it != tail_.end() && it->first <= visible && found.size() < limit; ++it) {
         found.push_back(it->second.change);
@@ -1139,7 +1611,24 @@ class SqliteChangeLog : public ChangeLog {
       if (job->abandon_sequence) EraseFromTail(job->abandon_sequence);
     }
     for (std::uint64_t sequence : stale) EraseFromTail(sequence);
-    while (tail_bytes_ > kTailBytes && !tail_.empty()) {
+    TrimTail();
+  }
+
+  // Adds a journaled change. REQUIRES: it is not visible yet (it is pending).
+  void AddToTail(std::uint64_t sequence, std::shared_ptr<const LoggedChange> logged) {
+    std::size_t bytes = ApproximateBytes(logged->change);
+    std::lock_guard lock(tail_mutex_);
+    tail_bytes_ += bytes;
+    tail_.insert_or_assign(sequence, TailEntry{std::move(logged), bytes});
+    TrimTail();
+  }
+
+  // Drops the oldest changes past kTailBytes, but never one that is not in SQLite yet: the
+  // floor must stay where SQLite holds everything below. REQUIRES: tail_mutex_ held.
+  void TrimTail() {
+    std::uint64_t stored_through = stored_through_.load();
+    while (tail_bytes_ > kTailBytes && !tail_.empty() &&
+           tail_.begin()->first <= stored_through) {
       tail_floor_ = std::max(tail_floor_, tail_.begin()->first);
       tail_bytes_ -= tail_.begin()->second.bytes;
       tail_.erase(tail_.begin());
@@ -1156,6 +1645,7 @@ class SqliteChangeLog : public ChangeLog {
 
   // Compaction removed the changes at or below `bound` from the log.
   void ForgetTailThrough(std::uint64_t bound) {
+    bound = std::min(bound, stored_through_.load());
     std::lock_guard lock(tail_mutex_);
     while (!tail_.empty() && tail_.begin()->first <= bound) {
       tail_bytes_ -= tail_.begin()->second.bytes;
@@ -1173,14 +1663,20 @@ class SqliteChangeLog : public ChangeLog {
   // True when some prepared change has waited intent_timeout. REQUIRES: pending_mutex_ held.
   bool HasStale(std::chrono::steady_clock::time_point now) const {
     for (const auto& [sequence, entry] : pending_) {
-      if (now - entry.since >= options_.intent_timeout) return true;
+      if (IsStale(entry, now)) return true;
     }
     return false;
   }
 
+  // Only a change in SQLite can move to the intents; one still in the journal waits for the
+  // move, at most journal_move_interval.
+  bool IsStale(const PendingEntry& entry, std::chrono::steady_clock::time_point now) const {
+    return entry.in_sqlite && now - entry.since >= options_.intent_timeout;
+  }
+
   SqliteChangeLogOptions options_;
 
-  std::mutex write_mutex_;  // guards writer_, its statements, next_sequence_, open_ (writes)
+  std::mutex write_mutex_;  // guards writer_, its statements, open_ (writes)
   sqlite3* writer_ = nullptr;
   Statement insert_change_;
   Statement insert_intent_;
@@ -1191,7 +1687,6 @@ class SqliteChangeLog : public ChangeLog {
   Statement begin_;
   Statement commit_;
   Statement set_checkpoint_;
-  std::uint64_t next_sequence_ = 1;
   std::atomic<bool> open_{false};
 
   std::mutex queue_mutex_;  // guards queue_, committing_ and Job::done
@@ -1203,15 +1698,32 @@ class SqliteChangeLog : public ChangeLog {
   std::condition_variable appended_;
   std::atomic<std::uint64_t> last_sequence_{0};  // visible: below the first pending change
 
-  struct PendingEntry {
-    std::string key;  // PendingKey
-    std::chrono::steady_clock::time_point since;
-  };
   std::mutex pending_mutex_;  // guards what follows; taken after write_mutex_, never before
   std::map<std::uint64_t, PendingEntry> pending_;  // prepared, neither confirmed nor abandoned
   std::unordered_map<std::string, std::uint64_t> pending_by_key_;
   std::vector<std::uint64_t> confirmed_marks_;  // pending rows to delete with the next commit
-  std::uint64_t committed_high_ = 0;            // the highest sequence committed
+  std::set<std::uint64_t> inflight_;  // handed out to a SQLite commit that is not over
+  std::uint64_t next_sequence_ = 1;
+  std::vector<std::uint64_t> allocated_;  // CommitGroup (write_mutex_): this group's numbers
+
+  // The prepare journal (kBatch and kOff). Lock order: write_mutex_, journal_mutex_,
+  // pending_mutex_, tail_mutex_; nobody waits for a commit while holding journal_mutex_.
+  bool journal_enabled_ = false;
+  std::mutex move_mutex_;     // one move at a time
+  std::mutex journal_mutex_;  // guards what follows up to journal_dirty_
+  int journal_fd_ = -1;       // the file new records go to; -1: open a new one first
+  std::uint64_t journal_generation_ = 0;  // of the newest file (names end in -prepared-<n>)
+  off_t journal_size_ = 0;                // of journal_fd_'s file
+  std::map<std::uint64_t, Journaled> unmoved_;  // journaled, not in SQLite
+  std::map<std::uint64_t, Journaled> moving_;   // in the move being committed
+  std::uint64_t removable_below_ = 0;  // files of older generations hold only moved changes
+  std::atomic<bool> journal_dirty_{false};     // kBatch: the current file needs an fsync
+  std::atomic<bool> journal_new_file_{false};  // kBatch: the folder needs an fsync
+  std::atomic<bool> move_soon_{false};
+  std::uint64_t removed_below_ = 1;  // background thread: files below this are gone
+  std::uint64_t journal_high_ = 0;   // Open: the highest sequence found in old journals
+  // Every stored change at or below this is in SQLite (UINT64_MAX: all of them).
+  std::atomic<std::uint64_t> stored_through_{UINT64_MAX};
 
   struct TailEntry {
     std::shared_ptr<const LoggedChange> change;

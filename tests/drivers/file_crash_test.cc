@@ -251,7 +251,13 @@ TEST(FileDriverCrash, KilledDuringFlushesLosesAndDuplicatesNothing) {
       EXPECT_TRUE(in_workbook.insert(change_id).second) << change_id << " twice in the workbook";
     }
     std::size_t in_jsonl = 0;
-    for (const auto& [id, seen] : revisions) in_jsonl += seen.size();
+    for (const auto& [id, seen] : revisions) {
+      in_jsonl += seen.size();
+      for (std::uint64_t revision : seen) {
+        std::string change_id = "items:" + id + ":" + std::to_string(revision);
+        EXPECT_TRUE(in_workbook.count(change_id)) << change_id << " is in no workbook row";
+      }
+    }
     EXPECT_EQ(in_workbook.size(), in_jsonl);
   }
 

@@ -1,11 +1,18 @@
 // The SQLite change log: appends, group commit, reads, checkpoints, compaction, dead letters.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 
 #include "replicator/change_log.h"
+#include "replicator/prepare_journal.h"
 #include "test_util.h"
 
 namespace s3db::replicator {
@@ -445,6 +452,276 @@ TEST(SqliteChangeLog, ReadsPastWhatMemoryHoldsComeFromSqliteInOrder) {
   ASSERT_TRUE(rest.has_value());
   ASSERT_EQ(rest->size(), 10u);
   EXPECT_EQ(rest->front().sequence, 991u);
+}
+
+std::unique_ptr<ChangeLog> OpenHoldingTheJournal(const TempDir& dir) {
+  SqliteChangeLogOptions options;
+  options.path = dir.str() + "/replicator/changes.db";
+  options.journal_move_interval = std::chrono::hours(1);  // moved only when asked (or at Close)
+  auto log = OpenSqliteChangeLog(options);
+  EXPECT_TRUE(log.has_value()) << log.error().ToString();
+  return std::move(*log);
+}
+
+std::vector<std::string> JournalFiles(const TempDir& dir) {
+  std::vector<std::string> files;
+  for (const auto& item : std::filesystem::directory_iterator(dir.str() + "/replicator")) {
+    std::string name = item.path().filename().string();
+    if (name.find("-prepared-") != std::string::npos) files.push_back(name);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Runs `work` on a log in a child process that then dies without closing it (no destructors,
+// no final move): what a crash leaves behind. The child's exit code says whether `work` held.
+void CrashAfter(const TempDir& dir, const std::function<bool(ChangeLog&)>& work) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    SqliteChangeLogOptions options;
+    options.path = dir.str() + "/replicator/changes.db";
+    options.journal_move_interval = std::chrono::hours(1);
+    auto log = OpenSqliteChangeLog(options);
+    bool ok = log.has_value() && work(**log);
+    _exit(ok ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child's work failed";
+}
+
+std::vector<std::string> IntentIds(ChangeLog& log) {
+  auto intents = log.ListIntents();
+  EXPECT_TRUE(intents.has_value());
+  std::vector<std::string> ids;
+  for (const Change& change : *intents) ids.push_back(change.id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+TEST(SqliteChangeLog, PreparedChangesAreJournaledThenMovedIntoSqlite) {
+  TempDir dir;
+  auto log = OpenHoldingTheJournal(dir);
+  Change a = Prepared("a", 1, "w-a");
+  Change b = Prepared("b", 1, "w-b");
+  S3DB_ASSERT_OK(log->Prepare(a));
+  S3DB_ASSERT_OK(log->Prepare(b));
+  EXPECT_EQ(JournalFiles(dir), (std::vector<std::string>{"changes.db-prepared-1"}));
+  ASSERT_TRUE(log->Append(a));
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a"})) << "read from memory";
+  EXPECT_EQ(*log->CountChanges(), 2u) << "counting moves the journal into SQLite first";
+  ASSERT_TRUE(log->Append(b));
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a", "2:b"}));
+  S3DB_ASSERT_OK(log->Close());
+  EXPECT_TRUE(JournalFiles(dir).empty()) << "a closed log leaves no journal behind";
+
+  auto reopened = Open(dir);
+  EXPECT_EQ(ReadIds(*reopened), (std::vector<std::string>{"1:a", "2:b"}));
+  EXPECT_TRUE(IntentIds(*reopened).empty());
+}
+
+TEST(SqliteChangeLog, TheBackgroundThreadMovesTheJournalAndDeletesItsFiles) {
+  TempDir dir;
+  SqliteChangeLogOptions options;
+  options.path = dir.str() + "/replicator/changes.db";
+  options.journal_move_interval = std::chrono::milliseconds(5);
+  auto log = OpenSqliteChangeLog(options);
+  ASSERT_TRUE(log.has_value());
+  for (int i = 0; i < 50; ++i) {
+    Change change = Prepared("r" + std::to_string(i), 1, "w" + std::to_string(i));
+    S3DB_ASSERT_OK((*log)->Prepare(change));
+    ASSERT_TRUE((*log)->Append(change));
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!JournalFiles(dir).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(JournalFiles(dir).empty());
+  EXPECT_EQ(ReadIds(**log).size(), 50u);
+}
+
+TEST(SqliteChangeLog, ACrashBeforeTheMoveLosesNoPreparedChange) {
+  TempDir dir;
+  CrashAfter(dir, [](ChangeLog& log) {
+    Change a = Prepared("a", 1, "w-a");  // confirmed and passed by a checkpoint
+    Change b = Prepared("b", 1, "w-b");  // confirmed, not yet delivered
+    Change c = Prepared("c", 1, "w-c");  // its write never answered
+    Change d = Prepared("d", 1, "w-d");  // its write failed
+    return log.Prepare(a) && log.Append(a) && log.Prepare(b) && log.Append(b) &&
+           log.Prepare(c) && log.Prepare(d) && log.Abandon(d) && log.SetCheckpoint("r", 1);
+  });
+  ASSERT_EQ(JournalFiles(dir).size(), 1u) << "the dead process left its journal";
+
+  auto log = Open(dir);
+  EXPECT_TRUE(JournalFiles(dir).empty()) << "opening moved it into SQLite";
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a", "2:b"}));
+  // c may or may not be in the source: the plugin resolves it there.
+  EXPECT_EQ(IntentIds(*log), (std::vector<std::string>{"c"}));
+  Change next = Prepared("e", 1, "w-e");
+  S3DB_ASSERT_OK(log->Prepare(next));
+  auto appended = log->Append(next);
+  ASSERT_TRUE(appended.has_value());
+  EXPECT_EQ(*appended, 5u) << "sequence numbers of the journal are never reused";
+}
+
+TEST(SqliteChangeLog, ACrashAfterAMoveKeepsWhatWasMovedAndWhatCameAfter) {
+  TempDir dir;
+  CrashAfter(dir, [](ChangeLog& log) {
+    Change a = Prepared("a", 1, "w-a");
+    Change b = Prepared("b", 1, "w-b");
+    Change c = Prepared("c", 1, "w-c");
+    Change d = Prepared("d", 1, "w-d");
+    if (!log.Prepare(a) || !log.Append(a) || !log.Prepare(b) || !log.Prepare(d)) return false;
+    if (!log.CountChanges()) return false;  // moves a (confirmed), b and d (pending)
+    // d is abandoned after its move, c is only journaled.
+    return log.Abandon(d) && log.Prepare(c) && log.Append(b) && log.SetCheckpoint("r", 2);
+  });
+  auto log = Open(dir);
+  EXPECT_TRUE(JournalFiles(dir).empty());
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a", "2:b"}));
+  EXPECT_EQ(IntentIds(*log), (std::vector<std::string>{"c"}));
+}
+
+// A change moved into SQLite while its write was still running has a pending row there; its
+// confirmation (or abandon) goes to a newer journal file, and the file of the change itself
+// may be deleted before that row is cleared. A crash then must not make it an intent (which
+// the plugin would forget once a later change of the record exists).
+TEST(SqliteChangeLog, AConfirmationWhoseChangeFileIsGoneStillSettlesTheChange) {
+  TempDir dir;
+  CrashAfter(dir, [](ChangeLog& log) {
+    Change a = Prepared("a", 1, "w-a");
+    Change d = Prepared("d", 1, "w-d");
+    return log.Prepare(a) && log.Prepare(d) && log.CountChanges();  // both moved, pending
+  });
+  std::string folder = dir.str() + "/replicator/";
+  ASSERT_EQ(JournalFiles(dir), (std::vector<std::string>{"changes.db-prepared-1"}));
+  // What the dead process did next: a's write succeeded, d's failed (journaled in the next
+  // file), and the background thread deleted the first file, all moved.
+  std::filesystem::remove(folder + "changes.db-prepared-1");
+  std::ofstream(folder + "changes.db-prepared-2", std::ios::binary)
+      << internal::JournalEntry(internal::JournalRecordKind::kConfirm).Finish(1)
+      << internal::JournalEntry(internal::JournalRecordKind::kAbandon).Finish(2);
+
+  auto log = Open(dir);
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a"}));
+  EXPECT_TRUE(IntentIds(*log).empty());
+  EXPECT_EQ(*log->CountChanges(), 1u);
+}
+
+TEST(SqliteChangeLog, ARecordTornByACrashIsIgnoredAndTheRestIsKept) {
+  TempDir dir;
+  CrashAfter(dir, [](ChangeLog& log) {
+    Change a = Prepared("a", 1, "w-a");
+    Change b = Prepared("b", 1, "w-b");
+    return log.Prepare(a) && log.Append(a) && log.Prepare(b);
+  });
+  auto files = JournalFiles(dir);
+  ASSERT_EQ(files.size(), 1u);
+  std::string path = dir.str() + "/replicator/" + files[0];
+  // The process died inside b's write (so b's Prepare never returned): its record is cut.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 5);
+
+  auto log = Open(dir);
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a"}));
+  EXPECT_TRUE(IntentIds(*log).empty());
+  Change next = Prepared("c", 1, "w-c");
+  S3DB_ASSERT_OK(log->Prepare(next));
+  ASSERT_TRUE(log->Append(next));
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"1:a", "2:c"}));
+}
+
+TEST(SqliteChangeLog, AJournalWriteThatFailsFailsThePrepareAndTheNextOneWorks) {
+  TempDir dir;
+  auto log = OpenHoldingTheJournal(dir);
+  // The first journal file is a device that is always full.
+  std::filesystem::create_symlink("/dev/full", dir.str() + "/replicator/changes.db-prepared-1");
+  Change a = Prepared("a", 1, "w-a");
+  auto failed = log->Prepare(a);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code, ErrorCode::kIo);
+  EXPECT_NE(failed.error().message.find("changes.db-prepared-1"), std::string::npos)
+      << failed.error().message;
+  EXPECT_NE(failed.error().message.find("No space left on device"), std::string::npos)
+      << failed.error().message;
+  EXPECT_TRUE(ReadIds(*log).empty());
+
+  Change b = Prepared("b", 1, "w-b");
+  S3DB_ASSERT_OK(log->Prepare(b));
+  ASSERT_TRUE(log->Append(b));
+  EXPECT_EQ(ReadIds(*log), (std::vector<std::string>{"2:b"}));
+  S3DB_ASSERT_OK(log->Close());
+  auto reopened = Open(dir);
+  EXPECT_EQ(ReadIds(*reopened), (std::vector<std::string>{"2:b"}));
+}
+
+TEST(SqliteChangeLog, ReadsAcrossJournaledAndCompactedChangesMissNothing) {
+  TempDir dir;
+  auto log = OpenHoldingTheJournal(dir);
+  for (int i = 1; i <= 20; ++i) {
+    Change change = Prepared("r" + std::to_string(i), 1, "w" + std::to_string(i));
+    S3DB_ASSERT_OK(log->Prepare(change));
+    ASSERT_TRUE(log->Append(change));
+    if (i == 10) ASSERT_TRUE(log->CountChanges());  // 1-10 in SQLite, 11-20 only journaled
+  }
+  ASSERT_TRUE(log->SetCheckpoint("only", 5));
+  ASSERT_TRUE(log->Compact({"only"}));
+  std::vector<std::string> ids = ReadIds(*log);
+  ASSERT_EQ(ids.size(), 15u);
+  EXPECT_EQ(ids.front(), "6:r6");
+  EXPECT_EQ(ids.back(), "20:r20");
+}
+
+TEST(PrepareJournal, RecordsReadBackExactlyAndADamagedOneEndsTheFile) {
+  TempDir dir;
+  Change update = MakeChange("users", "ü/1", 7, Action::kUpdate);
+  update.write_id = "w-7";
+  std::string before = ToJson(*update.before);
+  std::string after = ToJson(*update.after);
+  std::string bytes = internal::JournalEntry(update, before, after).Finish(41) +
+                      internal::JournalEntry(internal::JournalRecordKind::kConfirm).Finish(41) +
+                      internal::JournalEntry(MakeChange("users", "x", 1, Action::kDelete),
+                                             std::nullopt, std::nullopt)
+                          .Finish(42) +
+                      internal::JournalEntry(internal::JournalRecordKind::kAbandon).Finish(42);
+  std::string path = dir.str() + "/journal";
+  auto write = [&](const std::string& content) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  };
+  write(bytes);
+  auto read = internal::ReadJournalFile(path);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_FALSE(read->torn);
+  ASSERT_EQ(read->records.size(), 4u);
+  const auto& first = read->records[0];
+  EXPECT_EQ(first.kind, internal::JournalRecordKind::kPrepare);
+  EXPECT_EQ(first.sequence, 41u);
+  EXPECT_EQ(first.change.ChangeId(), "users:ü/1:7");
+  EXPECT_EQ(first.change.action, Action::kUpdate);
+  EXPECT_EQ(first.change.timestamp_ms, update.timestamp_ms);
+  EXPECT_EQ(first.change.write_id, "w-7");
+  EXPECT_EQ(first.before_json, before);
+  EXPECT_EQ(first.after_json, after);
+  EXPECT_EQ(read->records[1].kind, internal::JournalRecordKind::kConfirm);
+  EXPECT_FALSE(read->records[2].before_json.has_value());
+  EXPECT_FALSE(read->records[2].after_json.has_value());
+  EXPECT_EQ(read->records[3].kind, internal::JournalRecordKind::kAbandon);
+  EXPECT_EQ(read->records[3].sequence, 42u);
+
+  // One flipped byte in the third record: the first two are kept, the rest is not trusted.
+  std::string damaged = bytes;
+  std::size_t third = bytes.find(internal::JournalEntry(MakeChange("users", "x", 1,
+                                                                   Action::kDelete),
+                                                        std::nullopt, std::nullopt)
+                                     .Finish(42));
+  ASSERT_NE(third, std::string::npos);
+  damaged[third + 20] ^= 0x40;
+  write(damaged);
+  read = internal::ReadJournalFile(path);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(read->torn);
+  EXPECT_EQ(read->records.size(), 2u);
 }
 
 TEST(SqliteChangeLog, KeepsStateValues) {

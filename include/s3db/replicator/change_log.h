@@ -105,6 +105,10 @@ struct SqliteChangeLogOptions {
   // the changes after it: it becomes an intent, resolved at the next start (and appended anew
   // if its Append comes later).
   std::chrono::milliseconds intent_timeout{5000};
+  // With the batch and off policies a Prepare is written to the prepare journal (a file next
+  // to the database, <path>-prepared-<n>) instead of being committed to SQLite on its own;
+  // the background thread moves journaled changes into SQLite this often, in one commit.
+  std::chrono::milliseconds journal_move_interval{50};
 };
 
 // SQLite in WAL mode; group commit for concurrent appends. The default change log.

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
+#include <unordered_map>
 
 #include "core/thread_pool.h"
 #include "s3db/resource.h"
@@ -10,19 +12,40 @@ namespace s3db::cli {
 
 std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert, ThreadPool* pool,
                                                  std::vector<JsonObject> records) {
-  if (!upsert) return resource.InsertMany(std::move(records));
-  std::vector<Result<JsonObject>> results(records.size());
-  auto upsert_one = [&](std::size_t i) {
-    if (!records[i].contains(kIdField)) {
-      results[i] = MakeError(ErrorCode::kInvalidArgument, "upsert needs an \"id\" field");
-      return;
+  std::vector<Result<JsonObject>> results(records.size(), MakeError(ErrorCode::kInternal, ""));
+
+  // Records that share an id are written one after the other in input order (so the last
+  // upsert wins, and an insert after the first fails with "already exists"); different ids
+  // are written in parallel.
+  std::vector<std::vector<std::size_t>> groups;
+  std::unordered_map<std::string, std::size_t> group_of_id;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const Json* id = records[i].if_contains(kIdField);
+    if (!id) {
+      groups.push_back({i});
+      continue;
     }
-    results[i] = resource.Upsert(std::move(records[i]));
+    auto [found, added] = group_of_id.try_emplace(ToJson(*id), groups.size());
+    if (added) groups.emplace_back();
+    groups[found->second].push_back(i);
+  }
+
+  auto write_one = [&](std::size_t i) {
+    if (!upsert) {
+      results[i] = resource.Insert(std::move(records[i]));
+    } else if (!records[i].contains(kIdField)) {
+      results[i] = MakeError(ErrorCode::kInvalidArgument, "upsert needs an \"id\" field");
+    } else {
+      results[i] = resource.Upsert(std::move(records[i]));
+    }
+  };
+  auto write_group = [&](std::size_t g) {
+    for (std::size_t i : groups[g]) write_one(i);
   };
   if (pool) {
-    pool->ParallelFor(records.size(), upsert_one);
+    pool->ParallelFor(groups.size(), write_group);
   } else {
-    for (std::size_t i = 0; i < records.size(); ++i) upsert_one(i);
+    for (std::size_t g = 0; g < groups.size(); ++g) write_group(g);
   }
   return results;
 }

@@ -22,10 +22,14 @@ namespace s3db::cli {
 // Writes a batch and returns one status per record, in order.
 using BatchSink = std::function<std::vector<Status>(std::vector<JsonObject> records)>;
 
-// Insert (InsertMany) or upsert (Upsert per record, in parallel on `pool` when given).
+// Insert or upsert each record, as WriteRecordBatch does.
 BatchSink ResourceSink(Resource& resource, bool upsert, ThreadPool* pool);
 
-// What ResourceSink writes with, returning the stored record (or the error) of each, in order.
+// Inserts (or upserts) each record and returns the stored record (or the error) of each, in
+// order. Records with different ids are written in parallel on `pool` (when given); records
+// that share an id are written one after the other in input order, so the last upsert of an
+// id wins and, without upsert, the first insert of an id wins and the others fail with
+// kAlreadyExists.
 std::vector<Result<JsonObject>> WriteRecordBatch(Resource& resource, bool upsert, ThreadPool* pool,
                                                  std::vector<JsonObject> records);
 

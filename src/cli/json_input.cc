@@ -4,6 +4,8 @@
 #include <cctype>
 #include <string>
 
+#include "core/json_type_name.h"
+
 namespace s3db::cli {
 namespace {
 
@@ -53,9 +55,8 @@ Result<Json> ParseJsonInput(std::string_view text) {
 Result<JsonObject> ParseJsonObjectInput(std::string_view text) {
   S3DB_ASSIGN_OR_RETURN(Json value, ParseJsonInput(text));
   if (!value.is_object()) {
-    return MakeError(
-        ErrorCode::kInvalidArgument,
-        "expected a JSON object, got " + std::string(boost::json::to_string(value.kind())));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expected a JSON object, got " + std::string(JsonTypeName(value)));
   }
   return std::move(value.get_object());
 }

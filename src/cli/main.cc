@@ -7,10 +7,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -259,6 +261,7 @@ struct GlobalOptions {
 };
 
 enum class Need {
+  kRead,        // the database only, which must exist (a read creates no file:// folder)
   kDatabase,    // the database only
   kWrite,       // the database, and the replicator when the config has one
   kReplicator,  // the replicator is required
@@ -350,6 +353,21 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
   std::string connection = global.connection;
   if (connection.empty() && config) connection = config->connection;
   if (connection.empty()) connection = kDefaultConnection;
+  if (need == Need::kRead && (!config || config->resources.empty())) {
+    // Opening a file:// database creates its folder: a read with a mistyped path would leave
+    // an empty database behind and answer as if the resource did not exist. (A config's
+    // resources are created before every command, reads included.)
+    auto parsed = ConnectionString::Parse(connection);
+    std::error_code ec;
+    if (parsed && parsed->scheme == ConnectionString::Scheme::kFile &&
+        !std::filesystem::is_directory(parsed->path, ec)) {
+      return MakeError(ErrorCode::kNotFound,
+                       "the database " + connection + " does not exist (there is no folder '" +
+                           parsed->path +
+                           "'); check --connection, S3DB_CONNECTION or the config's "
+                           "connection (reads create nothing)");
+    }
+  }
   DatabaseOptions options;
   if (config) options.state_dir = config->state_dir;
   auto database = Database::Connect(connection, options);
@@ -369,7 +387,8 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
     }
   }
 
-  bool wants_plugin = need == Need::kServe || (has_replicator && need != Need::kDatabase);
+  bool wants_plugin =
+      need == Need::kServe || (has_replicator && need != Need::kDatabase && need != Need::kRead);
   if (!wants_plugin) return session;
 
   std::optional<replicator::ReplicatorPluginOptions> plugin_options;
@@ -425,9 +444,18 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
 // ---- resources and records ----
 
 int ResourceCreate(const GlobalOptions& global, const std::string& name,
-                   const std::string& attributes, bool timestamps, int id_size) {
+                   const std::string& attributes, bool timestamps, int id_size, bool replace) {
   auto session = OpenSession(global, Need::kDatabase);
   if (!session) return Fail(session.error());
+  if (!replace && (*session)->database->FindResource(name)) {
+    // A new definition applies to records written from now on; the stored ones keep their
+    // fields, so replacing it by accident makes their next update fail validation.
+    return Fail("resource '" + name +
+                "' already exists; to replace its definition, run the same command with "
+                "--replace (stored records are not changed and must satisfy the new "
+                "definition when they are next updated); `s3db resource list` shows the "
+                "current one");
+  }
   ResourceDefinition definition;
   definition.name = name;
   definition.timestamps = timestamps;
@@ -450,7 +478,7 @@ int ResourceCreate(const GlobalOptions& global, const std::string& name,
 }
 
 int ResourceList(const GlobalOptions& global) {
-  auto session = OpenSession(global, Need::kDatabase);
+  auto session = OpenSession(global, Need::kRead);
   if (!session) return Fail(session.error());
   Database& database = *(*session)->database;
   for (const std::string& name : database.ListResources()) {
@@ -513,7 +541,8 @@ int Insert(const GlobalOptions& global, const std::string& resource_name, const 
       if (!item.is_object()) return Fail("record: every array element must be an object");
       records.push_back(std::move(item.get_object()));
     }
-    for (auto& result : (*resource)->InsertMany(std::move(records))) {
+    for (auto& result :
+         WriteRecordBatch(**resource, false, &s.database->pool(), std::move(records))) {
       if (result) {
         PrintLine(*result);
       } else {
@@ -529,7 +558,7 @@ int Insert(const GlobalOptions& global, const std::string& resource_name, const 
 }
 
 int Get(const GlobalOptions& global, const std::string& resource_name, const std::string& id) {
-  auto session = OpenSession(global, Need::kDatabase);
+  auto session = OpenSession(global, Need::kRead);
   if (!session) return Fail(session.error());
   auto resource = FindResource(**session, resource_name);
   if (!resource) return Fail(resource.error());
@@ -588,7 +617,7 @@ int Delete(const GlobalOptions& global, const std::string& resource_name, const 
 
 int List(const GlobalOptions& global, const std::string& resource_name, std::size_t limit,
          std::size_t offset) {
-  auto session = OpenSession(global, Need::kDatabase);
+  auto session = OpenSession(global, Need::kRead);
   if (!session) return Fail(session.error());
   auto resource = FindResource(**session, resource_name);
   if (!resource) return Fail(resource.error());
@@ -618,7 +647,7 @@ int Query(const GlobalOptions& global, const std::string& resource_name,
           const std::string& filter_text, std::size_t limit, std::size_t offset) {
   auto filter = JsonObjectArgument(filter_text, "filter");
   if (!filter) return Fail(filter.error());
-  auto session = OpenSession(global, Need::kDatabase);
+  auto session = OpenSession(global, Need::kRead);
   if (!session) return Fail(session.error());
   auto resource = FindResource(**session, resource_name);
   if (!resource) return Fail(resource.error());
@@ -862,7 +891,7 @@ int Export(const GlobalOptions& global, const ExportCommand& command) {
     if (!probe) return Fail("--options: " + probe.error().message);
     (*probe)->Abandon();
   }
-  auto session = OpenSession(global, Need::kDatabase);
+  auto session = OpenSession(global, Need::kRead);
   if (!session) return Fail(session.error());
   auto resource = FindResource(**session, command.resource);
   if (!resource) return Fail(resource.error());
@@ -947,6 +976,21 @@ int PrintServiceAnswer(const Result<Json>& answer) {
   return kExitOk;
 }
 
+// Prints the answer of a sync, and on stderr what a sync that ran out of time leaves behind.
+int PrintSyncAnswer(const Result<Json>& answer, int seconds, bool service) {
+  if (!answer) return Fail(answer.error());
+  PrintRedactedLine(*answer);
+  const Json* done = answer->is_object() ? answer->get_object().if_contains("done") : nullptr;
+  if (done && *done == Json(false)) {
+    PrintError("warning: the sync did not finish within " + std::to_string(seconds) +
+               " s (--wait); the records it queued stay in the change log and " +
+               (service ? "the running s3db run keeps delivering them"
+                        : "are delivered by the next s3db process with this config") +
+               "; run the sync again to wait for the rest (it continues where it stopped)");
+  }
+  return kExitOk;
+}
+
 int Tail(ServiceClient& service, const ReplicatorCommand& command) {
   auto started = std::chrono::steady_clock::now();
   auto first = service.Send("GET", "/changes", nullptr, std::chrono::seconds(10));
@@ -985,7 +1029,7 @@ int Tail(ServiceClient& service, const ReplicatorCommand& command) {
   return kExitOk;
 }
 
-int RemoteReplicatorCommand(Session& session, const ReplicatorCommand& command) {
+int RemoteReplicatorCommand(Session& session, const ReplicatorCommand& command, int wait_seconds) {
   ServiceClient& service = *session.service;
   std::string id = PercentEncode(command.id);
   const std::string& action = command.action;
@@ -998,8 +1042,11 @@ int RemoteReplicatorCommand(Session& session, const ReplicatorCommand& command) 
     return PrintServiceAnswer(service.Call("POST", "/replicators/" + id + "/" + action));
   }
   if (action == "sync") {
-    return PrintServiceAnswer(
-        service.Call("POST", "/replicators/" + id + "/sync", nullptr, std::chrono::hours(24)));
+    int seconds = std::max(wait_seconds, 0);
+    auto answer =
+        service.Call("POST", "/replicators/" + id + "/sync?seconds=" + std::to_string(seconds),
+                     nullptr, std::chrono::seconds(seconds + 30));
+    return PrintSyncAnswer(answer, seconds, true);
   }
   if (action == "tail") return Tail(service, command);
   if (action == "dlq-list") {
@@ -1025,26 +1072,33 @@ Result<Json> SetReplicatorEnabled(replicator::ReplicatorPlugin& plugin,
   return Json(out);
 }
 
+// Runs SyncAllData for up to `seconds`: {"replicator","enqueued","settled","done"}, where done
+// is false when the time ran out (the rest stays queued in the change log and a later sync
+// continues where this one stopped). A stop request through `stop` is an error (kUnavailable).
 Result<Json> SyncReplicator(replicator::ReplicatorPlugin& plugin, const std::string& id,
-                            bool show_progress) {
+                            bool show_progress, int seconds, std::stop_token stop = {}) {
   replicator::SyncProgress last;
   last.replicator = id;
-  auto synced = plugin.SyncAllData(id, [&](const replicator::SyncProgress& progress) {
-    last = progress;
-    if (show_progress) {
-      std::fprintf(stderr, "\rsync %s: %llu of %llu settled (reading %s) ", id.c_str(),
-                   static_cast<unsigned long long>(progress.settled),
-                   static_cast<unsigned long long>(progress.enqueued), progress.resource.c_str());
-      std::fflush(stderr);
-    }
-  });
+  auto synced = plugin.SyncAllData(
+      id,
+      [&](const replicator::SyncProgress& progress) {
+        last = progress;
+        if (show_progress) {
+          std::fprintf(stderr, "\rsync %s: %llu of %llu settled (reading %s) ", id.c_str(),
+                       static_cast<unsigned long long>(progress.settled),
+                       static_cast<unsigned long long>(progress.enqueued),
+                       progress.resource.c_str());
+          std::fflush(stderr);
+        }
+      },
+      std::chrono::seconds(std::max(seconds, 0)), stop);
   if (show_progress) std::fputs("\n", stderr);
-  S3DB_RETURN_IF_ERROR(synced);
+  if (!synced && synced.error().code != ErrorCode::kTimeout) return tl::unexpected(synced.error());
   JsonObject out;
   out["replicator"] = id;
   out["enqueued"] = last.enqueued;
-  out["settled"] = last.settled;
-  out["done"] = true;
+  out["settled"] = synced ? last.enqueued : last.settled;
+  out["done"] = synced.has_value();
   return Json(out);
 }
 
@@ -1052,7 +1106,7 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
   auto session = OpenSession(global, Need::kReplicator);
   if (!session) return Fail(session.error());
   Session& s = **session;
-  if (s.remote()) return RemoteReplicatorCommand(s, command);
+  if (s.remote()) return RemoteReplicatorCommand(s, command, global.wait_seconds);
 
   replicator::ReplicatorPlugin& plugin = *s.plugin;
   const std::string& action = command.action;
@@ -1103,10 +1157,9 @@ int ReplicatorCommandMain(const GlobalOptions& global, const ReplicatorCommand& 
     return kExitOk;
   }
   if (action == "sync") {
-    auto out = SyncReplicator(plugin, command.id, ::isatty(STDERR_FILENO) != 0);
-    if (!out) return Fail(out.error());
-    PrintRedactedLine(*out);
-    return kExitOk;
+    return PrintSyncAnswer(
+        SyncReplicator(plugin, command.id, ::isatty(STDERR_FILENO) != 0, global.wait_seconds),
+        global.wait_seconds, false);
   }
   if (action == "dlq-list") {
     auto letters = plugin.ListDeadLetters(command.id, command.limit);
@@ -1158,7 +1211,8 @@ class ChangeFeed {
     return head_;
   }
 
-  // Lines of the changes after `after`, waiting up to `timeout` for the first one.
+  // Lines of the changes after position `after` (at most head()), waiting up to `timeout` for
+  // the first one.
   std::string Wait(std::uint64_t after, std::chrono::milliseconds timeout,
                    std::uint64_t* new_head) {
     std::unique_lock lock(mutex_);
@@ -1169,7 +1223,7 @@ class ChangeFeed {
       out += line;
       out += '\n';
     }
-    *new_head = std::max(after, head_);
+    *new_head = head_;
     return out;
   }
 
@@ -1226,6 +1280,13 @@ void SendError(httplib::Response& response, const Error& error) {
 class Service {
  public:
   Service(Session& session, ChangeFeed& feed) : session_(session), feed_(feed) {}
+
+  // Makes every request that waits (sync, /replication/wait, the /changes long poll) answer
+  // soon, so that the HTTP server's threads can be joined.
+  void Stop() {
+    stopping_.request_stop();
+    feed_.Wake();
+  }
 
   void Route(httplib::Server& server) {
     // cpp-httplib answers a POST without Content-Length (`curl -X POST URL`) with a bare 400
@@ -1291,7 +1352,14 @@ class Service {
         });
     server.Post(R"(/replicators/([^/]+)/sync)", [this](const auto& request, auto& response) {
       if (!RequirePlugin(response)) return;
-      auto out = SyncReplicator(*plugin(), request.matches[1].str(), false);
+      std::uint64_t seconds = 86400;
+      if (request.has_param("seconds")) {
+        auto parsed = ParseCountParameter("seconds", request.get_param_value("seconds"), 86400);
+        if (!parsed) return SendError(response, parsed.error());
+        seconds = *parsed;
+      }
+      auto out = SyncReplicator(*plugin(), request.matches[1].str(), false,
+                                static_cast<int>(seconds), stopping_.get_token());
       if (!out) return SendError(response, out.error());
       SendRedactedJson(response, *out);
     });
@@ -1409,6 +1477,14 @@ class Service {
     auto after_parsed = ParseCountParameter("after", request.get_param_value("after"));
     if (!after_parsed) return SendError(response, after_parsed.error());
     std::uint64_t after = *after_parsed;
+    if (std::uint64_t head = feed_.head(); after > head) {
+      // Echoing it back as the head would have the client skip the changes up to `after`.
+      return SendError(
+          response, Error(ErrorCode::kInvalidArgument,
+                          "after: " + std::to_string(after) + " is beyond the feed's head " +
+                              std::to_string(head) + "; resume with after=" + std::to_string(head) +
+                              " or less (GET /changes without after gives the head)"));
+    }
     long timeout_ms = 20000;
     if (request.has_param("timeoutMs")) {
       auto parsed = ParseCountParameter("timeoutMs", request.get_param_value("timeoutMs"));
@@ -1434,7 +1510,7 @@ class Service {
     out["idle"] = true;
     JsonArray lines;
     if (plugin()) {
-      auto idle = plugin()->WaitIdle(std::chrono::seconds(seconds));
+      auto idle = plugin()->WaitIdle(std::chrono::seconds(seconds), stopping_.get_token());
       if (!idle) {
         out["idle"] = false;
         out["warning"] = ReplicationTimeoutWarning(static_cast<int>(seconds), idle.error().message,
@@ -1502,6 +1578,7 @@ class Service {
 
   Session& session_;
   ChangeFeed& feed_;
+  std::stop_source stopping_;
 };
 
 int Run(const GlobalOptions& global, const std::string& listen_override) {
@@ -1549,6 +1626,13 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
     return new httplib::ThreadPool(static_cast<std::size_t>(threads));
   };
   server.set_keep_alive_max_count(1000);  // cpp-httplib closes after 5 requests by default
+  // cpp-httplib sets SO_REUSEPORT by default, with which a second `s3db run` binds the same
+  // port and the kernel splits the connections (and so the writes) between two databases.
+  // SO_REUSEADDR alone still lets a restart bind while old connections are in TIME_WAIT.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   Service service(session, *feed);
   service.Route(server);
   int port = http.port;
@@ -1584,8 +1668,18 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   spdlog::info("received signal {}; stopping", signal_number);
+  // Stopping waits for in-flight batches and the drivers' flushes; a second signal is the
+  // operator saying not to wait. The change log keeps what was not delivered.
+  std::thread([stop_signals] {
+    int again = 0;
+    sigwait(&stop_signals, &again);
+    PrintError("received signal " + std::to_string(again) +
+               " while stopping; exiting without waiting (undelivered changes stay in the "
+               "change log)");
+    std::_Exit(kExitError);
+  }).detach();
 
-  feed->Wake();
+  service.Stop();
   server.stop();
   server_thread.join();
   if (session.plugin) session.plugin->OffAppend(feed_handle);
@@ -1596,6 +1690,17 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
 }
 
 // ---- command line ----
+
+// A count option (--limit, --offset, ...): digits only, as the admin API takes them. CLI11
+// would read "-1" into a std::size_t as the largest value.
+const CLI::Validator kNonNegativeInteger(
+    [](std::string& text) -> std::string {
+      bool digits =
+          !text.empty() && text.size() <= 19 &&
+          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+      return digits ? "" : "'" + text + "' is not a non-negative integer";
+    },
+    "NON-NEGATIVE INTEGER");
 
 // "s3db: <message>" with exit code 2, for a command line that cannot be parsed.
 int Usage(const std::string& message) {
@@ -1663,15 +1768,21 @@ int Main(int argc, char** argv) {
   std::string resource_name, attributes;
   bool timestamps = false;
   int id_size = 22;
-  auto* create = resource->add_subcommand("create", "Create a resource (or update its definition)");
+  auto* create = resource->add_subcommand(
+      "create", "Create a resource (--replace: replace the definition of an existing one)");
   create->add_option("name", resource_name, "Resource name")->required();
   create->add_option("--attributes", attributes,
                      "Attributes as JSON, e.g. '{\"name\":\"string|required\"}' (or -)");
   create->add_flag("--timestamps", timestamps, "Maintain createdAt and updatedAt");
+  bool replace = false;
+  create->add_flag("--replace", replace,
+                   "Replace the definition of an existing resource (its records are kept)");
   create->add_option("--id-size", id_size, "Length of generated ids (default 22)")
       ->check(CLI::Range(4, 255));
   create->callback([&] {
-    run = [&] { return ResourceCreate(global, resource_name, attributes, timestamps, id_size); };
+    run = [&] {
+      return ResourceCreate(global, resource_name, attributes, timestamps, id_size, replace);
+    };
   });
   resource->add_subcommand("list", "List resources with their definitions")->callback([&] {
     run = [&] { return ResourceList(global); };
@@ -1703,8 +1814,8 @@ int Main(int argc, char** argv) {
 
   auto* list = app.add_subcommand("list", "Print records in id order, one per line");
   list->add_option("resource", name)->required();
-  list->add_option("--limit", limit, "At most this many (0 = all)");
-  list->add_option("--offset", offset, "Skip this many first");
+  list->add_option("--limit", limit, "At most this many (0 = all)")->check(kNonNegativeInteger);
+  list->add_option("--offset", offset, "Skip this many first")->check(kNonNegativeInteger);
   list->callback([&] { run = [&] { return List(global, name, limit, offset); }; });
 
   std::string filter;
@@ -1712,8 +1823,8 @@ int Main(int argc, char** argv) {
   query->add_option("resource", name)->required();
   query->add_option("filter", filter, "Filter as JSON, e.g. '{\"age\":{\"$gte\":18}}' (or -)")
       ->required();
-  query->add_option("--limit", limit, "At most this many (0 = all)");
-  query->add_option("--offset", offset, "Skip this many first");
+  query->add_option("--limit", limit, "At most this many (0 = all)")->check(kNonNegativeInteger);
+  query->add_option("--offset", offset, "Skip this many first")->check(kNonNegativeInteger);
   query->callback([&] { run = [&] { return Query(global, name, filter, limit, offset); }; });
 
   // import
@@ -1792,13 +1903,16 @@ add_replicator_command(replicators, "sync", "sync",
                        "Send every record of the mapped resources through the replicator", true);
 auto* tail = add_replicator_command(replicators, "tail", "tail",
                                     "Print changes as they happen in the running service", false);
-tail->add_option("--count", replicator_command.count, "Stop after this many changes");
-tail->add_option("--timeout", replicator_command.timeout_seconds, "Stop after this many seconds");
+tail->add_option("--count", replicator_command.count, "Stop after this many changes")
+    ->check(kNonNegativeInteger);
+tail->add_option("--timeout", replicator_command.timeout_seconds, "Stop after this many seconds")
+    ->check(kNonNegativeInteger);
 
 auto* dlq = app.add_subcommand("dlq", "The dead-letter queue of a replicator");
 dlq->require_subcommand(1);
 auto* dlq_list = add_replicator_command(dlq, "list", "dlq-list", "List dead letters", true);
-dlq_list->add_option("--limit", replicator_command.limit, "At most this many (default 100)");
+dlq_list->add_option("--limit", replicator_command.limit, "At most this many (default 100)")
+    ->check(kNonNegativeInteger);
 add_replicator_command(dlq, "replay", "dlq-replay", "Send every dead letter again", true);
 add_replicator_command(dlq, "purge", "dlq-purge", "Delete every dead letter", true);
 

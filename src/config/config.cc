@@ -4,8 +4,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -549,14 +552,28 @@ Result<Config> ParseConfig(std::string_view yaml_text, const std::string& source
 }
 
 Result<Config> LoadConfigFile(const std::string& path) {
+  // An ifstream opens a directory and then reads nothing, which would look like an empty file.
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the config file '" + path + "' is a directory; -c takes a YAML file");
+  }
+  errno = 0;
   std::ifstream file(path, std::ios::binary);
   if (!file) {
-    return MakeError(ErrorCode::kNotFound,
-                     "cannot read the config file '" + path + "'; check the path given to -c");
+    int error = errno;
+    std::error_code ec;
+    if (error == 0 && !std::filesystem::exists(path, ec)) error = ENOENT;
+    std::string reason = error == 0 ? "it cannot be opened" : std::strerror(error);
+    return MakeError(
+        error == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+        "cannot read the config file '" + path + "': " + reason + "; check the path given to -c");
   }
   std::ostringstream text;
   text << file.rdbuf();
-  if (file.bad()) return MakeError(ErrorCode::kIo, "error reading the config file '" + path + "'");
+  if (file.bad()) {
+    return MakeError(ErrorCode::kIo,
+                     "error reading the config file '" + path + "': " + std::strerror(errno));
+  }
   return ParseConfig(text.str(), path);
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/json_type_name.h"
 #include "formats/json_text.h"
 
 namespace s3db {
@@ -148,11 +149,31 @@ Result<Json> ParseJson(std::string_view text, const JsonParseOptions& options) {
   return parser.handler().stack.release();
 }
 
+std::string_view JsonTypeName(const Json& value) {
+  switch (value.kind()) {
+    case bj::kind::object:
+      return "an object";
+    case bj::kind::array:
+      return "an array";
+    case bj::kind::string:
+      return "a string";
+    case bj::kind::int64:
+    case bj::kind::uint64:
+    case bj::kind::double_:
+      return "a number";
+    case bj::kind::bool_:
+      return "a boolean";
+    case bj::kind::null:
+      break;
+  }
+  return "null";
+}
+
 Result<JsonObject> ParseJsonObject(std::string_view text, const JsonParseOptions& options) {
   S3DB_ASSIGN_OR_RETURN(Json value, ParseJson(text, options));
   if (!value.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "expected a JSON object, got " + std::string(bj::to_string(value.kind())));
+                     "expected a JSON object, got " + std::string(JsonTypeName(value)));
   }
   return std::move(value.get_object());
 }

@@ -485,7 +485,7 @@ class Engine {
   }
 
   Status SyncAllData(std::string_view id, const SyncProgressCallback& progress,
-                     std::chrono::milliseconds timeout) {
+                     std::chrono::milliseconds timeout, const std::stop_token& stop) {
     S3DB_ASSIGN_OR_RETURN(Dispatcher * dispatcher, Find(id));
     if (!dispatcher->enabled()) {
       return MakeError(ErrorCode::kInvalidArgument,
@@ -587,6 +587,7 @@ class Engine {
       if (cursor.empty()) ++index;
       S3DB_RETURN_IF_ERROR(save());
       report(name, false);
+      if (stop.stop_requested()) return SyncStopped(id);
       if (std::chrono::steady_clock::now() > deadline) {
         return MakeError(ErrorCode::kTimeout, "sync of replicator " + std::string(id) +
                                                   " did not finish in time; call SyncAllData "
@@ -598,6 +599,7 @@ class Engine {
         last_sequence, std::min(deadline, std::chrono::steady_clock::now() +
                                               std::chrono::milliseconds(200)))) {
       report("", false);
+      if (stop.stop_requested()) return SyncStopped(id);
       if (std::chrono::steady_clock::now() >= deadline) {
         return MakeError(ErrorCode::kTimeout,
                          "sync of replicator " + std::string(id) + ": every record is queued (" +
@@ -688,13 +690,25 @@ class Engine {
     return result;
   }
 
-  Status WaitIdle(std::chrono::milliseconds timeout) {
+  Status WaitIdle(std::chrono::milliseconds timeout, const std::stop_token& stop) {
     if (!log_) return Ok();
     const std::uint64_t head = log_->LastSequence();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (const auto& dispatcher : dispatchers_) {
       if (!dispatcher->enabled() || !dispatcher->Running()) continue;
-      if (!dispatcher->WaitSettled(head, deadline)) {
+      // In slices, so that a stop request is seen within kStopCheckInterval.
+      bool settled = false;
+      while (
+          !(settled = dispatcher->WaitSettled(
+                head, std::min(deadline, std::chrono::steady_clock::now() + kStopCheckInterval)))) {
+        if (stop.stop_requested()) {
+          return MakeError(
+              ErrorCode::kUnavailable,
+              "stopped waiting for replicator " + dispatcher->id() + ": the process is stopping");
+        }
+        if (std::chrono::steady_clock::now() >= deadline) break;
+      }
+      if (!settled) {
         return MakeError(ErrorCode::kTimeout,
                          "replicator " + dispatcher->id() + " is not caught up: checkpoint " +
                              std::to_string(dispatcher->PersistedCheckpoint()) + " of " +
@@ -711,6 +725,14 @@ class Engine {
   }
 
  private:
+  static constexpr std::chrono::milliseconds kStopCheckInterval{100};
+
+  static tl::unexpected<Error> SyncStopped(std::string_view id) {
+    return MakeError(ErrorCode::kUnavailable, "sync of replicator " + std::string(id) +
+                                                  " stopped: the process is stopping; call "
+                                                  "SyncAllData again to continue");
+  }
+
   static std::uint64_t QueuedNow(const std::vector<std::pair<std::uint64_t, std::uint64_t>>& r) {
     std::uint64_t total = 0;
     for (const auto& [first, last] : r) total += last - first + 1;
@@ -814,8 +836,8 @@ Status ReplicatorPlugin::EnableReplicator(std::string_view id) {
 }
 
 Status ReplicatorPlugin::SyncAllData(std::string_view id, SyncProgressCallback progress,
-                                     std::chrono::milliseconds timeout) {
-  return engine_->SyncAllData(id, progress, timeout);
+                                     std::chrono::milliseconds timeout, std::stop_token stop) {
+  return engine_->SyncAllData(id, progress, timeout, stop);
 }
 
 Result<ReplicateBatchResult> ReplicatorPlugin::ReplicateBatch(
@@ -844,8 +866,8 @@ Result<std::size_t> ReplicatorPlugin::PurgeDeadLetters(std::string_view id) {
   return static_cast<std::size_t>(removed);
 }
 
-Status ReplicatorPlugin::WaitIdle(std::chrono::milliseconds timeout) {
-  auto idle = engine_->WaitIdle(timeout);
+Status ReplicatorPlugin::WaitIdle(std::chrono::milliseconds timeout, std::stop_token stop) {
+  auto idle = engine_->WaitIdle(timeout, stop);
   engine_->FlushReplicatorLog();
   return idle;
 }

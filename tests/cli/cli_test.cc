@@ -1332,5 +1332,282 @@ TEST_F(CliTest, ExportErrorsNameTheOptionAndLeaveNoFile) {
             std::string::npos);
 }
 
+// Regression: cpp-httplib's default SO_REUSEPORT let a second `s3db run` (another folder,
+// another database) listen on the same port, and the kernel split CLI writes between them.
+TEST_F(CliTest, ASecondRunOnAPortInUseIsRefused) {
+  for (const char* folder : {"one", "two"}) {
+    std::filesystem::create_directories(dir_.path() / folder);
+    WriteFile(std::string(folder) + "/c.yaml",
+              "connection: file://./src\nhttp: { listen: \"127.0.0.1:0\" }\n");
+  }
+  CliProcess first((dir_.path() / "one").string(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(first);
+  ASSERT_FALSE(url.empty());
+  std::string address = url.substr(std::string("http://").size());
+
+  CliProcess second((dir_.path() / "two").string(), {"-c", "c.yaml", "run", "--listen", address});
+  CliResult refused = second.Finish(std::chrono::seconds(30));
+  EXPECT_EQ(refused.exit_code, 1) << Describe(refused);
+  EXPECT_NE(refused.err.find("cannot listen on " + address + " (in use"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(refused.out.find("listening"), std::string::npos) << refused.out;
+
+  first.Signal(SIGTERM);
+  EXPECT_EQ(first.Finish().exit_code, 0);
+}
+
+// Regression: `import --upsert` wrote the rows of one batch in parallel, so when an id
+// repeated, a random row won (v=7, 9, 12, ...) instead of the last one of the file.
+TEST_F(CliTest, ImportUpsertKeepsTheLastRowOfEachId) {
+  std::string csv = "id,v\n", jsonl;
+  for (int i = 1; i <= 100; ++i) {
+    csv +=
+        "dup," + std::to_string(i) + "\nk" + std::to_string(i % 7) + "," + std::to_string(i) + "\n";
+    jsonl += R"({"id":"dup","v":)" + std::to_string(i) + "}\n";
+  }
+  WriteFile("d.csv", csv);
+  WriteFile("d.jsonl", jsonl);
+  ASSERT_EQ(Run({"resource", "create", "t"}).exit_code, 0);
+  ASSERT_EQ(Run({"resource", "create", "j"}).exit_code, 0);
+  for (const char* batch : {"500", "7", "1"}) {
+    CliResult csv_import = Run(
+        {"import", "d.csv", "--resource", "t", "--upsert", "--batch-size", batch, "--no-progress"});
+    ASSERT_EQ(csv_import.exit_code, 0) << Describe(csv_import);
+    CliResult jsonl_import = Run({"import", "d.jsonl", "--resource", "j", "--upsert",
+                                  "--batch-size", batch, "--no-progress"});
+    ASSERT_EQ(jsonl_import.exit_code, 0) << Describe(jsonl_import);
+    EXPECT_EQ(ParseObject(Run({"get", "t", "dup"}).out).at("v"), Json(100)) << batch;
+    EXPECT_EQ(ParseObject(Run({"get", "t", "k2"}).out).at("v"), Json(100)) << batch;
+    EXPECT_EQ(ParseObject(Run({"get", "t", "k3"}).out).at("v"), Json(94)) << batch;
+    EXPECT_EQ(ParseObject(Run({"get", "j", "dup"}).out).at("v"), Json(100)) << batch;
+  }
+
+  // Without --upsert the first row of an id is stored and the later ones fail, in order.
+  CliResult inserted =
+      Run({"insert", "t", R"([{"id":"n","v":1},{"id":"n","v":2},{"id":"n","v":3}])"});
+  EXPECT_EQ(inserted.exit_code, 1) << Describe(inserted);
+  std::vector<std::string> lines = Lines(inserted.out);
+  ASSERT_EQ(lines.size(), 3u) << inserted.out;
+  EXPECT_EQ(ParseObject(lines[0]).at("v"), Json(1)) << inserted.out;
+  EXPECT_NE(lines[1].find("already_exists"), std::string::npos) << inserted.out;
+  EXPECT_NE(lines[2].find("already_exists"), std::string::npos) << inserted.out;
+}
+
+// A webhook replicator whose target never answers (nothing listens on port 1).
+const char* kDeadWebhookConfig = R"(connection: file://./src
+resources:
+  t: { attributes: { v: number } }
+replicator:
+  replicators:
+    - driver: webhook
+      id: w
+      resources: [t]
+      config: { url: "http://127.0.0.1:1/x" }
+http: { listen: "127.0.0.1:0" }
+)";
+
+// Regression: a POST /replicators/ID/sync still waiting for a dead target (the client gave
+// up) kept the HTTP server's thread pool from stopping: SIGTERM logged "stopping" and the
+// process never exited. Every request that waits must give up when the service stops.
+TEST_F(CliTest, RunStopsWhileRequestsStillWaitForADeadTarget) {
+  WriteFile("c.yaml", kDeadWebhookConfig);
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  CliResult inserted = Run({"-c", "c.yaml", "--wait", "0", "insert", "t", R"({"id":"a"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+
+  // Clients that give up after a second, leaving their requests waiting in the service.
+  auto http = net::NewHttpClient();
+  for (const char* path : {"/replicators/w/sync", "/replication/wait?seconds=600"}) {
+    net::HttpRequest request;
+    request.method = "POST";
+    request.url = url + path;
+    request.timeout = std::chrono::seconds(1);
+    (void)http->Send(request);
+  }
+  std::thread poll([&] {
+    auto client = net::NewHttpClient();
+    (void)HttpGet(*client, url + "/changes?after=0&timeoutMs=60000");
+  });
+
+  auto signalled = std::chrono::steady_clock::now();
+  service.Signal(SIGTERM);
+  CliResult stopped = service.Finish(std::chrono::seconds(40));
+  poll.join();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+  EXPECT_NE(stopped.out.find("s3db run: stopped"), std::string::npos) << stopped.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(30));
+}
+
+// Regression: `replicators sync` with the target down waited for 24 hours, ignoring --wait,
+// and printed nothing.
+TEST_F(CliTest, SyncGivesUpAfterWaitWhenTheTargetIsDown) {
+  WriteFile("c.yaml", kDeadWebhookConfig);
+  ASSERT_EQ(Run({"--connection", "file://./src", "resource", "create", "t"}).exit_code, 0);
+  ASSERT_EQ(Run({"--connection", "file://./src", "insert", "t", R"({"id":"b"})"}).exit_code, 0);
+
+  auto started = std::chrono::steady_clock::now();
+  CliResult synced = Run({"-c", "c.yaml", "--wait", "2", "replicators", "sync", "w"});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_EQ(synced.exit_code, 0) << Describe(synced);
+  ASSERT_EQ(Lines(synced.out).size(), 1u) << Describe(synced);
+  JsonObject answer = ParseObject(Lines(synced.out)[0]);
+  EXPECT_EQ(answer.at("replicator"), Json("w"));
+  EXPECT_EQ(answer.at("enqueued"), Json(1));
+  EXPECT_EQ(answer.at("settled"), Json(0));
+  EXPECT_EQ(answer.at("done"), Json(false));
+  EXPECT_NE(synced.err.find("did not finish within 2 s (--wait)"), std::string::npos) << synced.err;
+
+  // The same through a running service.
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  ASSERT_FALSE(ListeningUrl(service).empty());
+  started = std::chrono::steady_clock::now();
+  CliResult remote = Run({"-c", "c.yaml", "--wait", "1", "replicators", "sync", "w"});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_EQ(remote.exit_code, 0) << Describe(remote);
+  ASSERT_EQ(Lines(remote.out).size(), 1u) << Describe(remote);
+  EXPECT_EQ(ParseObject(Lines(remote.out)[0]).at("done"), Json(false)) << remote.out;
+  EXPECT_NE(remote.err.find("the running s3db run keeps delivering them"), std::string::npos)
+      << remote.err;
+  service.Signal(SIGTERM);
+  EXPECT_EQ(service.Finish().exit_code, 0);
+}
+
+// Regression: GET /changes echoed an `after` beyond the head as X-S3db-Head, so a client
+// resuming there skipped every change up to it without notice.
+TEST_F(CliTest, ChangesRefusesAnAfterBeyondTheHead) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  ASSERT_EQ(Run({"-c", "c.yaml", "insert", "users", R"({"id":"c1","name":"C"})"}).exit_code, 0);
+  auto http = net::NewHttpClient();
+  auto head_answer = HttpGet(*http, url + "/changes");
+  ASSERT_TRUE(head_answer.has_value());
+  std::uint64_t head = std::stoull(head_answer->Header("x-s3db-head"));
+  ASSERT_GE(head, 1u);
+
+  auto beyond = HttpGet(*http, url + "/changes?timeoutMs=0&after=" + std::to_string(head + 5));
+  ASSERT_TRUE(beyond.has_value());
+  EXPECT_EQ(beyond->status, 400) << beyond->body;
+  std::string expected =
+      "after: " + std::to_string(head + 5) + " is beyond the feed's head " + std::to_string(head);
+  EXPECT_NE(beyond->body.find(expected), std::string::npos) << beyond->body;
+  EXPECT_NE(beyond->body.find("invalid_argument"), std::string::npos) << beyond->body;
+
+  auto at_head = HttpGet(*http, url + "/changes?timeoutMs=0&after=" + std::to_string(head));
+  ASSERT_TRUE(at_head.has_value());
+  EXPECT_EQ(at_head->status, 200) << at_head->body;
+  EXPECT_EQ(at_head->Header("x-s3db-head"), std::to_string(head));
+  auto before = HttpGet(*http, url + "/changes?timeoutMs=0&after=" + std::to_string(head - 1));
+  ASSERT_TRUE(before.has_value());
+  ASSERT_EQ(Lines(before->body).size(), 1u) << before->body;
+  EXPECT_EQ(ParseObject(Lines(before->body)[0]).at("changeId"), Json("users:c1:1"));
+  service.Signal(SIGTERM);
+  EXPECT_EQ(service.Finish().exit_code, 0);
+}
+
+// Regression: CLI11 read `--limit -1` into a std::size_t as the largest value, so a negative
+// limit printed everything (the admin API refuses it).
+TEST_F(CliTest, NegativeCountsAreRefusedNamingTheOption) {
+  WriteFile("c.yaml", kReplicatedConfig);
+  ASSERT_EQ(Run({"-c", "c.yaml", "insert", "users", R"({"id":"l1","name":"L"})"}).exit_code, 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string option;
+  };
+  for (const Case& c : std::vector<Case>{{{"list", "users", "--limit", "-1"}, "--limit"},
+                                         {{"list", "users", "--offset=-2"}, "--offset"},
+                                         {{"query", "users", "{}", "--limit", "-1"}, "--limit"},
+                                         {{"dlq", "list", "backup", "--limit", "-3"}, "--limit"},
+                                         {{"list", "users", "--limit", "1.5"}, "--limit"},
+                                         {{"replicators", "tail", "--count", "-1"}, "--count"}}) {
+    std::vector<std::string> args = {"-c", "c.yaml"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult refused = Run(args);
+    EXPECT_EQ(refused.exit_code, 2) << Describe(refused);
+    EXPECT_NE(refused.err.find(c.option), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("is not a non-negative integer"), std::string::npos) << refused.err;
+    EXPECT_EQ(refused.out, "") << refused.out;
+  }
+  CliResult one = Run({"-c", "c.yaml", "list", "users", "--limit", "1"});
+  EXPECT_EQ(one.exit_code, 0) << Describe(one);
+  EXPECT_EQ(Lines(one.out).size(), 1u);
+}
+
+// Regression: `resource create` on an existing name silently replaced its definition.
+TEST_F(CliTest, ResourceCreateOnAnExistingNameNeedsReplace) {
+  ASSERT_EQ(Run({"resource", "create", "users", "--attributes", R"({"name":"string"})"}).exit_code,
+            0);
+  CliResult again = Run({"resource", "create", "users", "--attributes", R"({"age":"number"})"});
+  EXPECT_EQ(again.exit_code, 1) << Describe(again);
+  EXPECT_NE(again.err.find("resource 'users' already exists"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("--replace"), std::string::npos) << again.err;
+  CliResult listed = Run({"resource", "list"});
+  EXPECT_NE(listed.out.find(R"("name":"string")"), std::string::npos) << listed.out;
+  EXPECT_EQ(listed.out.find(R"("age")"), std::string::npos) << listed.out;
+
+  CliResult replaced =
+      Run({"resource", "create", "users", "--replace", "--attributes", R"({"age":"number"})"});
+  EXPECT_EQ(replaced.exit_code, 0) << Describe(replaced);
+  listed = Run({"resource", "list"});
+  EXPECT_NE(listed.out.find(R"("age":"number")"), std::string::npos) << listed.out;
+  // --replace also creates.
+  EXPECT_EQ(Run({"resource", "create", "fresh", "--replace"}).exit_code, 0);
+}
+
+// Regressions: `-c DIR` said "the configuration is empty", `-c missing.yaml` did not say why
+// it could not be read, a read of a file:// database that does not exist created its folder,
+// and a JSON element that is not an object was named by its C++ kind ("got int64").
+TEST_F(CliTest, MessagesSayWhatIsWrongAndReadsCreateNothing) {
+  std::filesystem::create_directories(dir_.path() / "folder");
+  CliResult directory = Run({"-c", "folder", "resource", "list"});
+  EXPECT_EQ(directory.exit_code, 1) << Describe(directory);
+  EXPECT_NE(directory.err.find("'folder' is a directory"), std::string::npos) << directory.err;
+
+  CliResult missing = Run({"-c", "nonexistent.yaml", "resource", "list"});
+  EXPECT_EQ(missing.exit_code, 1) << Describe(missing);
+  EXPECT_NE(missing.err.find("'nonexistent.yaml': No such file or directory"), std::string::npos)
+      << missing.err;
+
+  for (const std::vector<std::string>& read :
+       std::vector<std::vector<std::string>>{{"list", "users"},
+                                             {"get", "users", "x"},
+                                             {"query", "users", "{}"},
+                                             {"resource", "list"},
+                                             {"export", "-r", "users", "-o", "u.csv"}}) {
+    std::vector<std::string> args = {"--connection", "file://./nope"};
+    args.insert(args.end(), read.begin(), read.end());
+    CliResult refused = Run(args);
+    EXPECT_EQ(refused.exit_code, 1) << read[0] << ": " << Describe(refused);
+    EXPECT_NE(refused.err.find("the database file://./nope does not exist"), std::string::npos)
+        << refused.err;
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / "nope")) << read[0];
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "u.csv"));
+  // The default database, and a config's, are no different (a config that declares
+  // resources creates them before every command, so it creates the database too).
+  CliResult default_read = Run({"list", "users"});
+  EXPECT_EQ(default_read.exit_code, 1) << Describe(default_read);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "s3db-data"));
+  WriteFile("bare.yaml", "connection: file://./nope2\n");
+  CliResult config_read = Run({"-c", "bare.yaml", "get", "users", "x"});
+  EXPECT_EQ(config_read.exit_code, 1) << Describe(config_read);
+  EXPECT_NE(config_read.err.find("file://./nope2 does not exist"), std::string::npos)
+      << config_read.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "nope2"));
+
+  ASSERT_EQ(Run({"resource", "create", "t"}).exit_code, 0);
+  WriteFile("n.json", R"([{"id":"a"}, 42, "x", [1], true, null])");
+  CliResult imported = Run({"import", "n.json", "-r", "t", "--no-progress"});
+  EXPECT_EQ(imported.exit_code, 1) << Describe(imported);
+  for (const char* got :
+       {"got a number", "got a string", "got an array", "got a boolean", "got null"}) {
+    EXPECT_NE(imported.err.find(got), std::string::npos) << got << "\n" << imported.err;
+  }
+  EXPECT_EQ(imported.err.find("int64"), std::string::npos) << imported.err;
+}
+
 }  // namespace
 }  // namespace s3db

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -330,10 +331,12 @@ class ReplicatorPlugin : public Plugin {
   // Reads every record of every source resource the replicator maps and sends each through
   // the same pipeline (as an insert carrying the record's current revision), only to this
   // replicator. Returns when all are settled or `timeout` passes (kTimeout; the rest is still
-  // delivered later). Resumable: a sync interrupted by a crash continues where it stopped
-  // when called again. Progress is reported on the calling thread.
+  // delivered later), or soon after `stop` is requested (kUnavailable; likewise). Resumable: a
+  // sync interrupted by a timeout, a stop or a crash continues where it stopped when called
+  // again. Progress is reported on the calling thread.
   Status SyncAllData(std::string_view id, SyncProgressCallback progress = {},
-                     std::chrono::milliseconds timeout = std::chrono::hours(24));
+                     std::chrono::milliseconds timeout = std::chrono::hours(24),
+                     std::stop_token stop = {});
 
   // Sends records (each with an "id") of `resource` through every enabled replicator that
   // maps it, as inserts, and waits until they are settled or `timeout` passes.
@@ -348,8 +351,9 @@ class ReplicatorPlugin : public Plugin {
   Result<std::size_t> PurgeDeadLetters(std::string_view id);
 
   // Waits until every enabled, running replicator has settled every change appended before
-  // the call. kTimeout when it does not happen in time (e.g. a paused replicator).
-  Status WaitIdle(std::chrono::milliseconds timeout);
+  // the call. kTimeout when it does not happen in time (e.g. a paused replicator);
+  // kUnavailable soon after `stop` is requested (a service that shuts down).
+  Status WaitIdle(std::chrono::milliseconds timeout, std::stop_token stop = {});
 
   // The last error of a replicator (nullopt when none or unknown id).
   std::optional<ReplicatorError> LastError(std::string_view id) const;

@@ -26,11 +26,12 @@ services="$repo_root/scripts/test-services.sh"
 full=false
 keep=false
 only="crash,outage,diskfull,soak,security"
+only_given=""
 while (($#)); do
   case "$1" in
     --full) full=true ;;
     --keep) keep=true ;;
-    --only) only=${2:?--only needs a list}; shift ;;
+    --only) only=${2:?--only needs a list}; only_given=1; shift ;;
     *) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
   shift
@@ -729,7 +730,8 @@ elapsed=$((SECONDS - began))
 
 {
   echo
-  echo "s3db reliability, $(date -u +%Y-%m-%d), \`scripts/reliability.sh$($full && echo ' --full')\`" \
+  echo "s3db reliability, $(date -u +%Y-%m-%d)," \
+       "\`scripts/reliability.sh$($full && echo ' --full')${only_given:+ --only $only}\`" \
        "(${elapsed} s)"
   echo
   echo "| test | runs | changes | lost | duplicated | dead-lettered | max RSS | result |"

@@ -26,11 +26,12 @@ services="$repo_root/scripts/test-services.sh"
 full=false
 keep=false
 only="crash,outage,diskfull,soak,security"
+only_given=""
 while (($#)); do
   case "$1" in
     --full) full=true ;;
     --keep) keep=true ;;
-    --only) only=${2:?--only needs a list}; shift ;;
+    --only) only=${2:?--only needs a list}; only_given=1; shift ;;
     *) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
   shift
@@ -209,23 +210,58 @@ snapshot() {
     jq '[.[].deadLetterCount] | add // 0' 2>/dev/null || echo "?"
 }
 
-# sampler PIDFILE OUT INTERVAL: every INTERVAL s appends "elapsed_s,rss_kb,fds" of the process
-# named in PIDFILE (it changes on restarts) to OUT.
+# sampler PIDFILE OUT INTERVAL: every INTERVAL s appends "elapsed_s,rss_kb,fds,anon_kb" of the
+# process named in PIDFILE (it changes on restarts) to OUT. rss: VmRSS; anon: RssAnon, the heap
+# and stacks without the mapped binary and libraries.
 sampler() {
-  local pidfile=$1 out=$2 interval=$3 begin=$SECONDS pid rss fds
-  echo "elapsed_s,rss_kb,fds" >"$out"
+  local pidfile=$1 out=$2 interval=$3 begin=$SECONDS pid rss anon fds
+  echo "elapsed_s,rss_kb,fds,anon_kb" >"$out"
   while :; do
     pid=$(cat "$pidfile" 2>/dev/null || true)
     if [[ -n "$pid" && -r /proc/$pid/status ]]; then
-      rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+      read -r rss anon < <(awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 }
+                                END { print r, a }' "/proc/$pid/status" 2>/dev/null || true)
       fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-      [[ -n "$rss" ]] && echo "$((SECONDS - begin)),$rss,$fds" >>"$out"
+      [[ -n "$rss" ]] && echo "$((SECONDS - begin)),$rss,$fds,${anon:-0}" >>"$out"
     fi
     sleep "$interval"
   done
 }
 
 max_rss() { awk -F, 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' "$1"; }
+
+# rss_trend CSV SECONDS: judges the RSS and fd samples of a CSV written by sampler over the
+# first SECONDS s (see test_soak); prints "ok|bad rss A->B MiB, slope S MiB/min, fds F->G".
+rss_trend() {
+  awk -F, -v seconds="$2" 'function median(list, count,   i, j, swap) {
+        for (i = 2; i <= count; i++) {
+          for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
+            swap = list[j]; list[j] = list[j - 1]; list[j - 1] = swap
+          }
+        }
+        return count ? list[int((count + 1) / 2)] : 0
+      }
+    NR > 1 && $1 <= seconds {
+      t = $1; r = $2 / 1024
+      if (t >= seconds / 3 && t < 2 * seconds / 3) { if (r > mid) mid = r; middle[++nm] = $3 }
+      if (t >= 2 * seconds / 3) { if (r > end) end = r; last[++nl] = $3 }
+      if (t >= seconds / 2) { n++; sx += t; sy += r; sxx += t * t; sxy += t * r }
+    }
+    END {
+      slope = (n > 1 && n * sxx - sx * sx > 0) ? (n * sxy - sx * sy) / (n * sxx - sx * sx) * 60 : 0
+      fm = median(middle, nm); fl = median(last, nl)
+      if (seconds >= 300) {
+        ok = (end <= mid * 1.05 + 2) && (slope <= 0.25)
+        short = ""
+      } else {
+        ok = (end <= mid * 1.25 + 8)
+        short = " (short run: flatness not judged)"
+      }
+      ok = ok && nm > 0 && nl > 0 && (fl <= fm + 8)
+      printf "%s rss %.1f->%.1f MiB, slope %+.2f MiB/min%s, fds %d->%d", ok ? "ok" : "bad", mid,
+             end, slope, short, fm, fl
+    }' "$1"
+}
 
 dump_resource_list() {  # dump_resource_list CONNECTION DIR: DIR/<resource>.jsonl per resource
   mkdir -p "$2"
@@ -615,32 +651,18 @@ EOF
              --stream "hook=webhook:$hook_log:$hook_path" 2>"$dir/verify.err") || true
   echo "$result" >"$dir/verify.json"
 
-  # Flat RSS: the peak of the last quarter is within 25 % + 8 MiB of the peak of the second
-  # quarter (the first one is warm-up). No fd growth: the median fd count of the last quarter
-  # is at most 8 above the second quarter's (medians, because sockets that clients open and
-  # close make single samples jump by 10 or more). Stable p99: the worst 5 s window p99 of the
-  # second half is within 3x + 50 ms of the first half's.
+  # Flat RSS, judged on the samples of the fixed-rate phase only (while the writer writes),
+  # in thirds of it: the first third is warm-up (the change feed fills its 10,000 lines, the
+  # file drivers their first row group, the dispatchers a minute of delivered revisions). Pass when the peak of the last third is at most
+  # 2 MiB + 5 % above the peak of the middle third, and the least-squares slope of RSS over
+  # the second half is at most 0.25 MiB per minute (a leak of 100 B per change at 80 changes/s
+  # is 0.46 MiB/min). A run shorter than 5 minutes has not finished warming up, so there only
+  # gross growth fails (25 % + 8 MiB) and the note says so. No fd growth: the median fd count
+  # of the last third is at most 8 above the middle third's (medians, because sockets that
+  # clients open and close make single samples jump by 10 or more). Stable p99: the worst 5 s
+  # window p99 of the second half is within 3x + 50 ms of the first half's.
   local trend
-  trend=$(awk -F, 'function median(list, count,   i, j, swap) {
-        for (i = 2; i <= count; i++) {
-          for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
-            swap = list[j]; list[j] = list[j - 1]; list[j - 1] = swap
-          }
-        }
-        return count ? list[int((count + 1) / 2)] : 0
-      }
-    NR > 1 { t[NR] = $1; r[NR] = $2; f[NR] = $3; n = NR }
-    END {
-      q = int((n - 1) / 4); if (q < 1) q = 1
-      for (i = 2; i <= n; i++) {
-        part = int((i - 2) / q)
-        if (part == 1) { if (r[i] > r2) r2 = r[i]; second[++n2] = f[i] }
-        if (part >= 3) { if (r[i] > r4) r4 = r[i]; last[++n4] = f[i] }
-      }
-      f2 = median(second, n2); f4 = median(last, n4)
-      ok = (r4 <= r2 * 1.25 + 8192) && (f4 <= f2 + 8)
-      printf "%s rss %d->%d MiB, fds %d->%d", ok ? "ok" : "bad", r2 / 1024, r4 / 1024, f2, f4
-    }' "$dir/rss.csv")
+  trend=$(rss_trend "$dir/rss.csv" "$soak_seconds")
   local latency
   latency=$(awk -F, 'NR > 1 { p[++n] = $4 }
     END {
@@ -652,10 +674,23 @@ EOF
   cp "$dir/rss.csv" "$work/soak-rss.csv"
   cp "$dir/latency.csv" "$work/soak-latency.csv"
   if command -v gnuplot >/dev/null; then
+    # RSS, its anonymous part (heap, stacks) and the fd count over time; the dashed lines are
+    # the thirds that the flatness check compares.
     gnuplot -e "set terminal pngcairo size 900,500 noenhanced; set output '$work/soak-rss.png';
-      set datafile separator ','; set xlabel 'seconds'; set ylabel 'RSS MiB'; set y2label 'fds';
-      set y2tics; plot '$work/soak-rss.csv' every ::1 using 1:(\$2/1024) with lines title 'RSS',
+      set datafile separator ','; set xlabel 'seconds'; set ylabel 'MiB'; set y2label 'fds';
+      set y2tics; set yrange [0:*]; set key bottom right;
+      set title 'soak: $soak_writers writers x $soak_rate/s, $soak_seconds s, 8 drivers';
+      set arrow from $((soak_seconds / 3)), graph 0 rto 0, graph 1 nohead dt 2;
+      set arrow from $((2 * soak_seconds / 3)), graph 0 rto 0, graph 1 nohead dt 2;
+      plot '$work/soak-rss.csv' every ::1 using 1:(\$2/1024) with lines title 'RSS',
+      '' every ::1 using 1:(\$4/1024) with lines title 'RSS anonymous',
       '' every ::1 using 1:3 axes x1y2 with lines title 'open fds'" 2>/dev/null || true
+    gnuplot -e "set terminal pngcairo size 900,500 noenhanced;
+      set output '$work/soak-latency.png'; set datafile separator ',';
+      set xlabel 'seconds'; set ylabel 'ms'; set yrange [0:*];
+      set title 'soak: write latency per 5 s window';
+      plot '$work/soak-latency.csv' every ::1 using 1:4 with lines title 'p99',
+      '' every ::1 using 1:3 with lines title 'p50'" 2>/dev/null || true
   fi
   local verdict=PASS
   if [[ "$(jq -r '.ok // false' <<<"$result")" != true || "$writer_status" != 0 ||
@@ -695,7 +730,8 @@ elapsed=$((SECONDS - began))
 
 {
   echo
-  echo "s3db reliability, $(date -u +%Y-%m-%d), \`scripts/reliability.sh$($full && echo ' --full')\`" \
+  echo "s3db reliability, $(date -u +%Y-%m-%d)," \
+       "\`scripts/reliability.sh$($full && echo ' --full')${only_given:+ --only $only}\`" \
        "(${elapsed} s)"
   echo
   echo "| test | runs | changes | lost | duplicated | dead-lettered | max RSS | result |"

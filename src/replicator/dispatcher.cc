@@ -15,7 +15,12 @@ namespace {
 
 constexpr std::size_t kReadChunk = 512;
 constexpr std::size_t kLatencySamples = 8192;
-constexpr std::size_t kRecentRevisionsLimit = 50000;
+// Delivered revisions are remembered for at least a minute (see RecentRevisions): far longer
+// than a write may take to reach the log after the changes written after it (intent_timeout,
+// 5 s, then the write's own timeout), and bounded by the delivery rate, not by the number of
+// records ever written.
+constexpr std::size_t kRecentRevisionsPerGeneration = 25000;
+constexpr auto kRecentRevisionsAge = std::chrono::seconds(60);
 constexpr auto kIdleWait = std::chrono::milliseconds(100);
 constexpr auto kIdleCheckpointInterval = std::chrono::milliseconds(10);
 constexpr auto kBusyCheckpointInterval = std::chrono::milliseconds(200);
@@ -79,6 +84,7 @@ Dispatcher::Dispatcher(DispatcherConfig config, const EngineContext& context,
       batch_size_(static_cast<std::size_t>(context.options->batch_size)),
       max_window_(std::max<std::size_t>(1024, batch_size_ * 8)),
       cursor_(checkpoint),
+      recent_revisions_(kRecentRevisionsPerGeneration, kRecentRevisionsAge),
       enabled_(config_.enabled),
       persisted_checkpoint_(checkpoint),
       settled_through_(checkpoint) {
@@ -534,8 +540,7 @@ void Dispatcher::Enqueue(WorkItem work) {
   if (revision > 0) {
     // A change that reached the log after a newer one of the same record was delivered: the
     // target already has newer data, so sending it would go back in time.
-    auto recent = recent_revisions_.find(key);
-    if (recent != recent_revisions_.end() && revision < recent->second) {
+    if (revision < recent_revisions_.Last(key)) {
       {
         std::lock_guard lock(stats_mutex_);
         ++stats_.filtered;
@@ -743,9 +748,7 @@ void Dispatcher::FinishHead(const std::string& key, bool delivered) {
   queue.items.pop_front();
   queue.in_flight = false;
   if (delivered && work.item.revision > 0) {
-    if (recent_revisions_.size() >= kRecentRevisionsLimit) recent_revisions_.clear();
-    std::uint64_t& last = recent_revisions_[key];
-    last = std::max(last, work.item.revision);
+    recent_revisions_.Remember(key, work.item.revision, Clock::now());
   }
   if (queue.items.empty()) {
     keys_.erase(it);

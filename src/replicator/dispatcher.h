@@ -22,6 +22,7 @@
 
 #include "replicator/change_log.h"
 #include "replicator/event_bus.h"
+#include "replicator/recent_revisions.h"
 #include "replicator/replicator_log.h"
 #include "s3db/replicator/driver.h"
 #include "s3db/replicator/replicator_plugin.h"
@@ -194,7 +195,7 @@ class Dispatcher {
   std::uint64_t cursor_ = 0;  // last sequence read from the log
   std::map<std::uint64_t, WindowEntry> window_;  // unsettled changes
   std::unordered_map<std::string, KeyQueue> keys_;
-  std::unordered_map<std::string, std::uint64_t> recent_revisions_;  // key -> last delivered
+  RecentRevisions recent_revisions_;  // key -> last delivered revision, for a while
   std::deque<std::string> ready_;
   std::multimap<Clock::time_point, std::string> delayed_;
   Clock::time_point ready_since_{};

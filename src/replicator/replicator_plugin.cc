@@ -177,6 +177,7 @@ class Engine {
         }
       }
       driver_context.source = &database;
+      driver_context.max_retry_delay = std::chrono::milliseconds(options_.max_backoff_ms);
       driver_context.state_dir =
           (std::filesystem::path(state_dir) / "replicator" / "drivers" / id).string();
       std::error_code ec;

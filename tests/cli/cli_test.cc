@@ -1194,6 +1194,47 @@ http: { listen: "127.0.0.1:0" }
   EXPECT_EQ(stopped.out.find("TOPSECRET"), std::string::npos) << stopped.out;
 }
 
+TEST_F(CliTest, RunKeepsAWebhookOutageOfOneChangePausedAndUnhealthy) {
+  // Nothing listens on port 1; the webhook's own retryDelay doubles (100, 200, ... ms). The
+  // replicator must stay paused (reason unavailable) and /health 503 all along, not only for
+  // the short pause after each failure.
+  WriteFile("c.yaml", R"(connection: file://./data
+resources:
+  users: {}
+replicator:
+  replicators:
+    - driver: webhook
+      id: hook
+      config: { url: "http://127.0.0.1:1/x", retryDelay: 100 }
+http: { listen: "127.0.0.1:0" }
+)");
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  auto http = net::NewHttpClient();
+  CliResult inserted = Run({"-c", "c.yaml", "--wait", "0", "insert", "users", R"({"id":"a"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+
+  Result<net::HttpResponse> health = MakeError(ErrorCode::kInternal, "not asked");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    health = HttpGet(*http, url + "/health");
+    ASSERT_TRUE(health.has_value()) << health.error().message;
+    if (health->status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(health->status, 503) << health->body;
+  for (int sample = 0; sample < 30; ++sample) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    health = HttpGet(*http, url + "/health");
+    ASSERT_TRUE(health.has_value()) << health.error().message;
+    ASSERT_EQ(health->status, 503) << "sample " << sample << ": " << health->body;
+    EXPECT_NE(health->body.find("\"pauseReason\":\"unavailable\""), std::string::npos)
+        << health->body;
+  }
+  service.Signal(SIGINT);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+}
 
 TEST_F(CliTest, ExportWritesEveryRecordToEachFormat) {
   ASSERT_EQ(Run({"resource", "create", "users", "--attributes",

@@ -681,6 +681,9 @@ std::vector<DeliveryResult> WebhookDriver::Settle(std::span<const DeliveryItem> 
               std::min<double>(static_cast<double>(options_.retry_delay.count()) * factor,
                                static_cast<double>(kMaxRetryDelay.count()));
           result.retry_after = std::chrono::milliseconds(static_cast<std::int64_t>(delay));
+          if (context_.max_retry_delay.count() > 0) {
+            result.retry_after = std::min(result.retry_after, context_.max_retry_delay);
+          }
         }
         break;
       }

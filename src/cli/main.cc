@@ -410,7 +410,8 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
       // point at its line in the YAML.
       std::size_t separator = message.find(": ");
       std::string path = separator == std::string::npos ? "" : message.substr(0, separator);
-      if (path.rfind("replicators[", 0) == 0 && path.find(' ') == std::string::npos) {
+      if ((path.rfind("replicators[", 0) == 0 || path == "replicatorLogResource") &&
+          path.find(' ') == std::string::npos) {
         return MakeError(installed.error().code,
                          config->Locate("replicator." + path, "cannot start the replicator: " +
                                                                   message.substr(separator + 2)));

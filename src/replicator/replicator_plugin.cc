@@ -156,14 +156,21 @@ class Engine {
         S3DB_ASSIGN_OR_RETURN(routes, replicator.resources.Normalize(path + ".resources"));
       }
       for (const auto& [source, destinations] : routes) mapped_resources_.insert(source);
-      if (routes.count(options_.replicator_log_resource) > 0) {
-        // The log resource is never replicated, so this replicator would silently get nothing
-        // of it.
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "replicatorLogResource: '" + options_.replicator_log_resource +
-                             "' is a resource that " + path +
-                             " replicates; give the replicator log a resource of its own "
-                             "(the default is replicator_log)");
+      // The log resource is never replicated, so a replicator that maps it, or takes every
+      // resource while an application resource has its name, would silently get nothing of it.
+      bool takes_log_resource = routes.count(options_.replicator_log_resource) > 0;
+      if (every_resource) {
+        Resource* existing = database.FindResource(options_.replicator_log_resource);
+        takes_log_resource = existing && !IsReplicatorLogDefinition(existing->definition());
+      }
+      if (takes_log_resource) {
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            "replicatorLogResource: '" + options_.replicator_log_resource +
+                "' is a resource that " + path + " replicates" +
+                (every_resource ? " (without resources it takes every resource)" : "") +
+                "; give the replicator log a resource of its own "
+                "(the default is replicator_log)");
       }
 
       DriverContext driver_context;

@@ -735,6 +735,27 @@ replicator:
       << typo.err;
 }
 
+TEST_F(CliTest, ALogResourceNamingADeclaredResourceIsRefused) {
+  // A replicator without resources takes every resource but the log's: naming `users` as the
+  // log stopped its replication without a word.
+  WriteFile("log.yaml", R"(connection: file://./data
+resources:
+  users: {}
+replicator:
+  persistReplicatorLog: true
+  replicatorLogResource: users
+  replicators:
+    - driver: jsonl
+      config: { outputPath: ./out }
+)");
+  CliResult refused = Run({"-c", "log.yaml", "insert", "users", R"({"id":"a"})"});
+  EXPECT_NE(refused.exit_code, 0) << Describe(refused);
+  EXPECT_NE(refused.err.find("log.yaml:6:3: replicator.replicatorLogResource: cannot start the "
+                             "replicator: 'users' is a resource that replicators[0] replicates"),
+            std::string::npos)
+      << refused.err;
+}
+
 // Regression: a damaged change log said "change log: SELECT MAX(m) FROM (...): database disk
 // image is malformed": no file, no way out, SQL text.
 TEST_F(CliTest, DamagedChangeLogIsNamedWithWhatToDo) {

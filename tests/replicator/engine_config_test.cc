@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "replicator/replicator_log.h"
 #include "replicator/replicator_test_util.h"
 #include "s3db/replicator/replicator_plugin.h"
 
@@ -196,6 +197,37 @@ TEST_F(EngineConfigTest, ExplicitlyEmptyMappingIsStillAnError) {
   ASSERT_FALSE(invalid.has_value());
   EXPECT_NE(invalid.error().message.find("replicators[0].resources: no resources"),
             std::string::npos);
+}
+
+TEST_F(EngineConfigTest, ALogResourceNamingAResourceThatEveryResourceTakesIsRefused) {
+  // Without resources a replicator takes every resource except the log's: naming an existing
+  // resource as the log would stop its replication without a word.
+  MakeResource("users");
+  ReplicatorPluginOptions options = FastOptions();
+  options.persist_replicator_log = true;
+  options.replicator_log_resource = "users";
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping(), "all");
+  ASSERT_TRUE(config.resources.every_resource());
+  options.replicators.push_back(config);
+  auto installed = Install(options);
+  ASSERT_FALSE(installed.has_value());
+  EXPECT_NE(installed.error().message.find("replicatorLogResource: 'users' is a resource that "
+                                           "replicators[0] replicates"),
+            std::string::npos)
+      << installed.error().message;
+}
+
+TEST_F(EngineConfigTest, ALogResourceThePluginCreatedEarlierIsNotRefused) {
+  // The log resource left by an earlier run has the log's fields: it is the log, not a
+  // resource of the application.
+  S3DB_ASSERT_OK(db_->CreateResource(internal::ReplicatorLogDefinition("replicator_log")));
+  ReplicatorPluginOptions options = FastOptions();
+  options.persist_replicator_log = true;
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping(), "all");
+  options.replicators.push_back(config);
+  S3DB_EXPECT_OK(Install(options));
 }
 
 // ---- 3. a mapped source resource that does not exist ----------------------------------------

@@ -118,6 +118,23 @@ TEST(DestinationKeys, CppDestinationOptionsAreCheckedAtValidate) {
   S3DB_EXPECT_OK(options.Validate());
 }
 
+TEST(ReplicatorIds, AnIdThatIsNotAPlainNameIsRefused) {
+  // The id names a folder under the state folder; "../" would put it elsewhere.
+  for (std::string id : {"../../../../escaped-id", "a/b", "with space", ".", ""}) {
+    std::string error = ParseError(R"({"id": ")" + id + R"(", "driver": "test"})");
+    if (id.empty()) {
+      EXPECT_EQ(error, "") << "an empty id means the default <driver>-<index>";
+      continue;
+    }
+    EXPECT_NE(error.find("replicators[0].id: '" + id +
+                         "' is not a valid replicator id; use 1 "
+                         "to 100 letters, digits, '_' and '-'"),
+              std::string::npos)
+        << id << ": " << error;
+  }
+  EXPECT_EQ(ParseError(R"({"id": "Backup_2-eu", "driver": "test"})"), "");
+}
+
 // ---- 2. a replicator without "resources" takes every resource -------------------------------
 
 class EngineConfigTest : public ::testing::Test {

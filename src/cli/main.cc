@@ -35,6 +35,7 @@
 #include "core/thread_pool.h"
 #include "formats/byte_sink.h"
 #include "formats/column_set.h"
+#include "formats/format_options.h"
 #include "formats/record_writers.h"
 #include "net/http_client.h"
 #include "s3db/database.h"
@@ -844,6 +845,9 @@ int Export(const GlobalOptions& global, const ExportCommand& command) {
   if (!options) return Fail(options.error());
   if (options->contains("compress") && *format != formats::FileFormat::kJsonl) {
     return Fail("--options: compress applies to jsonl only");
+  }
+  if (auto known = formats::RefuseUnknownFormatOptions(*format, *options); !known) {
+    return Fail("--options: " + known.error().message);
   }
   if (*format == formats::FileFormat::kJsonl && command.output.ends_with(".gz") &&
       !options->contains("compress")) {

@@ -65,7 +65,20 @@ std::string DriverConfigError(const std::string& path, const std::string& id,
                               const std::string& driver, const std::string& message) {
   std::string_view rest = message;
   if (rest.substr(0, driver.size() + 2) == driver + ": ") rest.remove_prefix(driver.size() + 2);
+  // "webhook config.method: …" (the network drivers) names the option like "config.method: …".
+  if (rest.substr(0, driver.size() + 8) == driver + " config.") {
+    rest.remove_prefix(driver.size() + 1);
+  }
   std::string key_path = "config";
+  // The format writers say "option `delimiter` must be …": the whole message names the option.
+  if (rest.substr(0, 8) == "option `") {
+    std::size_t end = rest.find('`', 8);
+    std::string_view key = end == std::string_view::npos ? "" : rest.substr(8, end - 8);
+    if (!key.empty() && std::all_of(key.begin(), key.end(), IsKeyPathChar)) {
+      return path + "." + key_path + "." + std::string(key) + ": " + std::string(rest) +
+             " (replicator " + id + ", driver " + driver + ")";
+    }
+  }
   std::size_t colon = rest.find(": ");
   if (colon != std::string_view::npos && colon > 0 &&
       std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon),

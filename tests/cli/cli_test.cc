@@ -703,7 +703,7 @@ replicator:
     - driver: csv
       resources: [users]
       config:
-        outputPat: ./out
+        delimiter: ";"
 )");
   CliResult csv = Run({"-c", "csv.yaml", "replicators", "list"});
   EXPECT_NE(csv.exit_code, 0);
@@ -711,6 +711,60 @@ replicator:
                          "the replicator: required: "),
             std::string::npos)
       << csv.err;
+
+  // A misspelt file driver option: its line, the known keys and the closest one.
+  WriteFile("csv2.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: csv
+      resources: [users]
+      config:
+        outputPat: ./out
+)");
+  CliResult csv2 = Run({"-c", "csv2.yaml", "replicators", "list"});
+  EXPECT_NE(csv2.exit_code, 0);
+  EXPECT_NE(csv2.err.find("csv2.yaml:9:9: replicator.replicators[0].config.outputPat: cannot "
+                          "start the replicator: unknown option (known: output, outputPath, "),
+            std::string::npos)
+      << csv2.err;
+  EXPECT_NE(csv2.err.find("(did you mean 'outputPath'?)"), std::string::npos) << csv2.err;
+
+  // Webhook and format (CSV) option errors point at the option, not at `config:`.
+  WriteFile("bad.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: webhook
+      resources: [users]
+      config: { url: "http://127.0.0.1:1/x",
+                method: GET }
+)");
+  CliResult hook = Run({"-c", "bad.yaml", "replicators", "list"});
+  EXPECT_NE(hook.exit_code, 0);
+  EXPECT_NE(hook.err.find("bad.yaml:9:17: replicator.replicators[0].config.method: cannot start "
+                          "the replicator: 'GET' is not POST, PUT or PATCH"),
+            std::string::npos)
+      << hook.err;
+  WriteFile("bad.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: csv
+      resources: [users]
+      config:
+        outputPath: ./out
+        delimiter: "#"
+)");
+  CliResult delimiter = Run({"-c", "bad.yaml", "replicators", "list"});
+  EXPECT_NE(delimiter.exit_code, 0);
+  EXPECT_NE(delimiter.err.find("bad.yaml:10:9: replicator.replicators[0].config.delimiter: "
+                               "cannot start the replicator: option `delimiter`"),
+            std::string::npos)
+      << delimiter.err;
 
   // A misspelt key of a destination object.
   WriteFile("typo.yaml", R"(connection: file://./data
@@ -1368,6 +1422,12 @@ TEST_F(CliTest, ExportErrorsNameTheOptionAndLeaveNoFile) {
   EXPECT_NE(option.err.find("s3db: --options: option `compression` must be one of"),
             std::string::npos)
       << option.err;
+  CliResult misspelt =
+      Run({"export", "-r", "users", "-o", "u.parquet", "--options", R"({"compresion":"zstd"})"});
+  EXPECT_EQ(misspelt.exit_code, 1);
+  EXPECT_EQ(misspelt.err,
+            "s3db: --options: compresion: unknown option (known: compression, "
+            "rowGroupSize, dictionary) (did you mean 'compression'?)\n");
   CliResult resource = Run({"export", "-r", "nope", "-o", "n.csv"});
   EXPECT_EQ(resource.exit_code, 1);
   EXPECT_NE(resource.err.find("resource 'nope' does not exist"), std::string::npos)

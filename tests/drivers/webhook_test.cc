@@ -788,6 +788,16 @@ TEST(WebhookOptionsTest, RegisteredUnderItsName) {
   S3DB_EXPECT_ERROR(refused, ErrorCode::kInvalidArgument);
 }
 
+TEST(WebhookOptionsTest, AMisspeltOptionGetsTheClosestKnownOne) {
+  auto options = ParseWebhookOptions({{"url", "https://x"}, {"retryDelai", 10}});
+  ASSERT_FALSE(options.has_value());
+  EXPECT_NE(options.error().message.find("webhook config.retryDelai: unknown option (known: "),
+            std::string::npos)
+      << options.error().message;
+  EXPECT_NE(options.error().message.find("(did you mean 'retryDelay'?)"), std::string::npos)
+      << options.error().message;
+}
+
 TEST(WebhookRetryAfterTest, ParsesSecondsAndTheThreeHttpDateForms) {
   // 1994-11-06T08:49:37Z
   auto now = std::chrono::system_clock::time_point(std::chrono::seconds(784111777));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/option_keys.h"
 #include "s3db/storage.h"
 
 namespace s3db::replicator::network {
@@ -152,8 +153,11 @@ Status RefuseUnknownKeys(const JsonObject& config, std::initializer_list<std::st
       if (!list.empty()) list += ", ";
       list += name;
     }
+    std::vector<std::string_view> names(known.begin(), known.end());
+    std::string best = ClosestName(entry.key(), names);
     return MakeError(ErrorCode::kInvalidArgument,
-                     KeyPath(path, entry.key()) + ": unknown option (known: " + list + ")");
+                     KeyPath(path, entry.key()) + ": unknown option (known: " + list + ")" +
+                         (best.empty() ? "" : " (did you mean '" + best + "'?)"));
   }
   return Ok();
 }

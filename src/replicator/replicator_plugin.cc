@@ -84,6 +84,11 @@ std::string DriverConfigError(const std::string& path, const std::string& id,
       std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon),
                   IsKeyPathChar)) {
     std::string_view key = rest.substr(0, colon);
+    if (key.substr(0, 10) == "resources.") {
+      // A destination the driver cannot take: the line of its mapping.
+      return path + "." + std::string(key) + ": " + std::string(rest.substr(colon + 2)) +
+             " (replicator " + id + ", driver " + driver + ")";
+    }
     if (key.substr(0, 7) == "config.") key.remove_prefix(7);
     if (!key.empty() && key != "config") key_path += "." + std::string(key);
     rest.remove_prefix(colon + 2);

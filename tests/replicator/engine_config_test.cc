@@ -247,6 +247,42 @@ TEST_F(EngineConfigTest, ALogResourceThePluginCreatedEarlierIsNotRefused) {
   S3DB_EXPECT_OK(Install(options));
 }
 
+TEST_F(EngineConfigTest, ADestinationNameTheDriverCannotUseIsRefusedAtStart) {
+  // Before: the replicators started, then every change was dead-lettered at delivery.
+  MakeResource("users");
+  struct Case {
+    std::string driver;
+    JsonObject config;
+    std::string mapping;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"s3db", Obj(R"({"connectionString": "memory://escape-target"})"), R"({"users": "../x"})",
+       "replicators[0].resources.users: destination '../x' is not a resource name; use 1 to "
+       "100 letters, digits, '_' and '-' (replicator s3db-0, driver s3db)"},
+      {"jsonl", Obj(R"({"outputPath": ")" + dir_.str() + R"(/out"})"),
+       R"({"users": "../../evil3"})",
+       "replicators[0].resources.users: destination name '../../evil3' is not a plain file "
+       "name"},
+  };
+  for (const Case& test : cases) {
+    ReplicatorPluginOptions options = FastOptions();
+    ReplicatorConfig config;
+    config.driver = test.driver;
+    config.config = test.config;
+    auto mapping = ResourceMapping::FromJson(Obj(test.mapping));
+    ASSERT_TRUE(mapping.has_value()) << mapping.error().message;
+    config.resources = *mapping;
+    options.replicators.push_back(config);
+    auto installed = Install(options);
+    ASSERT_FALSE(installed.has_value()) << test.driver;
+    EXPECT_NE(installed.error().message.find(test.expected), std::string::npos)
+        << installed.error().message;
+    db_ = MemoryDatabase(dir_.str() + "/state-" + test.driver);
+    MakeResource("users");
+  }
+}
+
 // ---- 3. a mapped source resource that does not exist ----------------------------------------
 
 TEST_F(EngineConfigTest, MissingSourceResourceWarnsButStarts) {

@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "core/thread_pool.h"
+#include "replicator/engine_util.h"
 #include "s3db/storage.h"
 
 namespace s3db::replicator {
@@ -278,6 +279,16 @@ Result<std::unique_ptr<Driver>> NewS3dbDriver(const JsonObject& config,
       return MakeError(ErrorCode::kInvalidArgument,
                        std::string(key) + ": unknown option of the s3db driver (known: "
                                           "connectionString, createResources)");
+    }
+  }
+  // Each destination names a resource of the target: refuse a name it cannot take now, rather
+  // than dead-lettering every change sent to it.
+  for (const auto& destination : context.destinations) {
+    if (!internal::IsPlainName(destination.target)) {
+      return MakeError(ErrorCode::kInvalidArgument, "resources." + destination.source +
+                                                        ": destination '" + destination.target +
+                                                        "' is not a resource name; use 1 to 100 "
+                                                        "letters, digits, '_' and '-'");
     }
   }
   if (!target && connection_string.empty()) {

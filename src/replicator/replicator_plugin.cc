@@ -25,6 +25,7 @@
 #include "replicator/replicator_log.h"
 #include "s3db/resource.h"
 #include "s3db/storage.h"
+#include "storage/url_secrets.h"
 
 namespace s3db::replicator {
 namespace internal {
@@ -97,6 +98,20 @@ std::string DriverConfigError(const std::string& path, const std::string& id,
   }
   return path + "." + key_path + ": " + std::string(rest) + " (replicator " + id + ", driver " +
          driver + ")";
+}
+
+// Registers the secrets of every URL or connection string in a driver's config (user-info
+// passwords, secret query parameters) before the driver sends any of them: a receiver that
+// echoes them back is then masked in logs, lastError and dead letters, whatever the driver.
+void RegisterConfigUrlSecrets(const Json& value) {
+  if (value.is_string()) {
+    std::string_view text = value.get_string();
+    if (text.find("://") != std::string_view::npos) RegisterUrlSecrets(text);
+  } else if (value.is_object()) {
+    for (const auto& entry : value.get_object()) RegisterConfigUrlSecrets(entry.value());
+  } else if (value.is_array()) {
+    for (const Json& element : value.get_array()) RegisterConfigUrlSecrets(element);
+  }
 }
 
 std::uint64_t RevisionOf(const JsonObject& record) {
@@ -231,6 +246,7 @@ class Engine {
         }
         factory = *found;
       }
+      for (const auto& entry : replicator.config) RegisterConfigUrlSecrets(entry.value());
       auto driver = factory(replicator.config, driver_context);
       if (!driver) {
         return MakeError(driver.error().code,

@@ -1101,6 +1101,19 @@ TEST_F(WebhookReplicationTest, EchoedBasicAuthHeaderIsMasked) {
       {"Basic Ym9iOkJhc2ljRWNobzQ1Ng==", "Ym9iOkJhc2ljRWNobzQ1Ng==", "BasicEcho456"}, *users_);
 }
 
+TEST_F(WebhookReplicationTest, EchoedSecretsOfTheUrlAreMasked) {
+  // The URL's user-info password and a token in its query string are sent with every request
+  // (the password as basic auth); a receiver echoing them must not put them in the log,
+  // lastError or the dead-letter queue.
+  std::string url = sink_->Url(path_);
+  url.insert(url.find("://") + 3, "hookuser:UrlPassw0rdXYZ@");
+  url += "?token=QueryTok3nABC&page=2";
+  ExpectEchoedSecretsMasked(this, *sink_, {{"url", url}},
+                            {"UrlPassw0rdXYZ", "QueryTok3nABC",
+                             "aG9va3VzZXI6VXJsUGFzc3cwcmRYWVo="},  // base64 of user:password
+                            *users_);
+}
+
 TEST_F(WebhookReplicationTest, EchoedTokensOfSensitiveHeadersAreMasked) {
   ExpectEchoedSecretsMasked(this, *sink_,
                             {{"headers",

@@ -7,6 +7,7 @@
 #include "replicator/replicator_log.h"
 #include "replicator/replicator_test_util.h"
 #include "s3db/replicator/replicator_plugin.h"
+#include "s3db/storage.h"
 
 namespace s3db::replicator {
 namespace {
@@ -281,6 +282,20 @@ TEST_F(EngineConfigTest, ADestinationNameTheDriverCannotUseIsRefusedAtStart) {
     db_ = MemoryDatabase(dir_.str() + "/state-" + test.driver);
     MakeResource("users");
   }
+}
+
+TEST_F(EngineConfigTest, SecretsOfUrlsInAnyDriversConfigAreMaskedOnceInstalled) {
+  // Whatever the driver, a URL's password and secret query values in its config are sent to
+  // the target, which may echo them: the engine registers them before the driver starts.
+  MakeResource("users");
+  ReplicatorPluginOptions options = FastOptions();
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping().Add("users"), "t");
+  config.config["nested"] =
+      Obj(R"({"endpoint": "https://svc:EngineUrlPass42@host/x?api_key=EngineQueryKey42"})");
+  options.replicators.push_back(config);
+  S3DB_ASSERT_OK(Install(options));
+  EXPECT_EQ(RedactSecrets("echo EngineUrlPass42 EngineQueryKey42"), "echo *** ***");
 }
 
 // ---- 3. a mapped source resource that does not exist ----------------------------------------

@@ -788,6 +788,24 @@ TEST(WebhookOptionsTest, RegisteredUnderItsName) {
   S3DB_EXPECT_ERROR(refused, ErrorCode::kInvalidArgument);
 }
 
+TEST(WebhookOptionsTest, ASecretOfTheWrongTypeIsNeverPrinted) {
+  // YAML reads `token: 12345` as a number; the error said "got 12345".
+  const std::vector<std::pair<JsonObject, std::string>> cases = {
+      {{{"url", "https://x"}, {"auth", {{"type", "bearer"}, {"token", 12345}}}},
+       "webhook config.auth.token: expected a string, got a number (quote the value)"},
+      {{{"url", "https://x"}, {"auth", {{"type", "apikey"}, {"value", 12345}}}},
+       "webhook config.auth.value: expected a string, got a number"},
+      {{{"url", "https://x"}, {"signingSecret", 12345}},
+       "webhook config.signingSecret: expected a string, got a number"},
+  };
+  for (const auto& [config, expected] : cases) {
+    auto options = ParseWebhookOptions(config);
+    ASSERT_FALSE(options.has_value()) << ToJson(config);
+    EXPECT_NE(options.error().message.find(expected), std::string::npos) << options.error().message;
+    EXPECT_EQ(options.error().message.find("12345"), std::string::npos) << options.error().message;
+  }
+}
+
 TEST(WebhookOptionsTest, AMisspeltOptionGetsTheClosestKnownOne) {
   auto options = ParseWebhookOptions({{"url", "https://x"}, {"retryDelai", 10}});
   ASSERT_FALSE(options.has_value());

@@ -36,6 +36,16 @@ std::string Describe(const Json& value) {
   return text;
 }
 
+// The kind of a value, never the value: a string option may hold a secret written without
+// quotes (token: 12345), and the error must not print it.
+std::string KindOf(const Json& value) {
+  if (value.is_number()) return "a number";
+  if (value.is_bool()) return "true or false";
+  if (value.is_object()) return "an object";
+  if (value.is_array()) return "an array";
+  return "a " + std::string(boost::json::to_string(value.kind()));
+}
+
 std::string KeyPath(std::string_view path, std::string_view key) {
   return std::string(path) + "." + std::string(key);
 }
@@ -90,8 +100,8 @@ Result<std::optional<std::string>> ReadString(const JsonObject& config, std::str
   const Json* value = config.if_contains(key);
   if (value == nullptr || value->is_null()) return std::optional<std::string>();
   if (!value->is_string()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     KeyPath(path, key) + ": expected a string, got " + Describe(*value));
+    return MakeError(ErrorCode::kInvalidArgument, KeyPath(path, key) + ": expected a string, got " +
+                                                      KindOf(*value) + " (quote the value)");
   }
   return std::optional<std::string>(std::string(value->get_string()));
 }

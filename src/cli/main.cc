@@ -37,6 +37,7 @@
 #include "core/thread_pool.h"
 #include "formats/byte_sink.h"
 #include "formats/column_set.h"
+#include "formats/format_options.h"
 #include "formats/record_writers.h"
 #include "net/http_client.h"
 #include "s3db/database.h"
@@ -429,7 +430,8 @@ Result<std::unique_ptr<Session>> OpenSession(const GlobalOptions& global, Need n
       // point at its line in the YAML.
       std::size_t separator = message.find(": ");
       std::string path = separator == std::string::npos ? "" : message.substr(0, separator);
-      if (path.rfind("replicators[", 0) == 0 && path.find(' ') == std::string::npos) {
+      if ((path.rfind("replicators[", 0) == 0 || path == "replicatorLogResource") &&
+          path.find(' ') == std::string::npos) {
         return MakeError(installed.error().code,
                          config->Locate("replicator." + path, "cannot start the replicator: " +
                                                                   message.substr(separator + 2)));
@@ -872,6 +874,9 @@ int Export(const GlobalOptions& global, const ExportCommand& command) {
   if (!options) return Fail(options.error());
   if (options->contains("compress") && *format != formats::FileFormat::kJsonl) {
     return Fail("--options: compress applies to jsonl only");
+  }
+  if (auto known = formats::RefuseUnknownFormatOptions(*format, *options); !known) {
+    return Fail("--options: " + known.error().message);
   }
   if (*format == formats::FileFormat::kJsonl && command.output.ends_with(".gz") &&
       !options->contains("compress")) {

@@ -117,8 +117,9 @@ Json ReplicatorStatsToJson(const ReplicatorStats& stats) {
   out["head"] = stats.head;
   out["lagChanges"] = stats.lag_changes;
   out["lagSeconds"] = stats.lag_seconds;
-  out["latencyP50Ms"] = stats.latency_p50_ms;
-  out["latencyP99Ms"] = stats.latency_p99_ms;
+  // No latency before the first delivery: null, not a median of 0 ms.
+  out["latencyP50Ms"] = stats.delivered > 0 ? Json(stats.latency_p50_ms) : Json(nullptr);
+  out["latencyP99Ms"] = stats.delivered > 0 ? Json(stats.latency_p99_ms) : Json(nullptr);
   out["lastError"] = stats.last_error ? stats.last_error->ToJson() : Json(nullptr);
   return out;
 }
@@ -206,17 +207,20 @@ Json HealthToJson(const std::vector<ReplicatorStats>& stats) {
 }
 
 std::string ReplicatorSummaryLine(const ReplicatorStats& stats) {
+  char latency[96] = "latency p50 -, p99 - (nothing delivered yet)";
+  if (stats.delivered > 0) {
+    std::snprintf(latency, sizeof latency, "latency p50 %.1f ms, p99 %.1f ms", stats.latency_p50_ms,
+                  stats.latency_p99_ms);
+  }
   char text[320];
-  std::snprintf(text, sizeof text,
-                "%s (%s): delivered %llu, filtered %llu, failed attempts %llu (retried "
-                "%llu), dead letters %llu, latency p50 %.1f ms, p99 %.1f ms",
-                stats.id.c_str(), stats.driver.c_str(),
-                static_cast<unsigned long long>(stats.delivered),
-                static_cast<unsigned long long>(stats.filtered),
-                static_cast<unsigned long long>(stats.failed),
-                static_cast<unsigned long long>(stats.retried),
-                static_cast<unsigned long long>(stats.dead_letter_count), stats.latency_p50_ms,
-                stats.latency_p99_ms);
+  std::snprintf(
+      text, sizeof text,
+      "%s (%s): delivered %llu, filtered %llu, failed attempts %llu (retried "
+      "%llu), dead letters %llu, %s",
+      stats.id.c_str(), stats.driver.c_str(), static_cast<unsigned long long>(stats.delivered),
+      static_cast<unsigned long long>(stats.filtered),
+      static_cast<unsigned long long>(stats.failed), static_cast<unsigned long long>(stats.retried),
+      static_cast<unsigned long long>(stats.dead_letter_count), latency);
   return text;
 }
 

@@ -59,6 +59,7 @@ Result<Attribute> ParseShorthand(const std::string& path, std::string_view name,
                          "array, object, json, any)");
   }
   attribute.type = *type;
+  std::string min_rule, max_rule;  // as written, for the error below
   for (std::size_t i = 1; i < parts.size(); ++i) {
     std::string_view rule = parts[i];
     std::size_t colon = rule.find(':');
@@ -72,6 +73,7 @@ Result<Attribute> ParseShorthand(const std::string& path, std::string_view name,
     } else if (key == "min" || key == "max") {
       S3DB_ASSIGN_OR_RETURN(double number, ParseNumber(value, where));
       (key == "min" ? attribute.min : attribute.max) = number;
+      (key == "min" ? min_rule : max_rule) = std::string(rule);
     } else if (key == "minlength" || key == "maxlength" || key == "length") {
       S3DB_ASSIGN_OR_RETURN(double number, ParseNumber(value, where));
       if (number < 0 || number != std::floor(number)) {
@@ -99,6 +101,19 @@ Result<Attribute> ParseShorthand(const std::string& path, std::string_view name,
       return MakeError(ErrorCode::kInvalidArgument,
                        "attribute '" + path + "': unknown rule '" + std::string(key) + "'");
     }
+  }
+  // No value could pass: refuse the rules rather than every record.
+  if (attribute.min && attribute.max && *attribute.min > *attribute.max) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "attribute '" + path + "': '" + (min_rule.empty() ? "positive" : min_rule) +
+                         "' is above '" + max_rule + "'; no value could pass");
+  }
+  if (attribute.min_length && attribute.max_length &&
+      *attribute.min_length > *attribute.max_length) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "attribute '" + path + "': minlength " +
+                         std::to_string(*attribute.min_length) + " is above maxlength " +
+                         std::to_string(*attribute.max_length) + "; no value could pass");
   }
   return attribute;
 }

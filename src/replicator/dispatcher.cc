@@ -303,7 +303,11 @@ void Dispatcher::Run() {
       WaitForWork(now + kIdleWait);
       continue;
     }
-    state_.store(static_cast<int>(ReplicatorState::kRunning));
+    // Between the probes of an outage (or of refused credentials) the replicator stays paused:
+    // only a delivery or an answer from the target ends it.
+    if (outage_streak_ > 0 && keys_.empty()) outage_streak_ = 0;
+    state_.store(static_cast<int>(outage_streak_ > 0 ? ReplicatorState::kPaused
+                                                     : ReplicatorState::kRunning));
 
     // Dead letters that could not be saved earlier hold their changes open.
     for (auto it = unsaved_dead_letters_.begin(); it != unsaved_dead_letters_.end();) {
@@ -649,11 +653,8 @@ void Dispatcher::DeliverBatch() {
   for (const auto& item : batch) records.emplace(item.source_resource, item.id);
   const bool outage = !target_answered && (unreachable || records.size() >= 2);
   const bool charge_failures = !outage;
-  if (any_delivered) {
-    outage_streak_ = 0;
-  } else if (outage || unauthorized) {
-    ++outage_streak_;
-  }
+  const bool probing = !any_delivered && (outage || unauthorized);
+  outage_streak_ = probing ? outage_streak_ + 1 : 0;
   if (unauthorized) {
     Pause("unauthorized", PauseBackoff(std::max(1, outage_streak_)));
   } else if (outage) {
@@ -727,10 +728,16 @@ void Dispatcher::DeliverBatch() {
                   result.outcome == Outcome::kUnauthorized ? "unauthorized" : "retryable", true);
     }
 
-    std::chrono::milliseconds delay = result.retry_after.count() > 0 && !result.pause_replicator
-                                          ? result.retry_after
-                                          : Backoff(std::max(1, work.attempts));
-    Clock::time_point when = std::max(now + delay, paused_until_);
+    // While the target is down (or refuses the credentials) the next try is the replicator's
+    // probe: a driver's own retry delay (webhook retryDelay, doubling) would outgrow probeMaxMs
+    // and keep a target that is back waiting.
+    Clock::time_point when = paused_until_;
+    if (!probing) {
+      std::chrono::milliseconds delay = result.retry_after.count() > 0 && !result.pause_replicator
+                                            ? result.retry_after
+                                            : Backoff(std::max(1, work.attempts));
+      when = std::max(now + delay, paused_until_);
+    }
     {
       std::lock_guard lock(stats_mutex_);
       ++stats_.retried;

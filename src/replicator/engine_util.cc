@@ -1,5 +1,7 @@
 #include "replicator/engine_util.h"
 
+#include <algorithm>
+
 namespace s3db::replicator::internal {
 
 std::string EffectiveId(const ReplicatorConfig& replicator, std::size_t index) {
@@ -14,19 +16,22 @@ std::optional<DriverFactory> FindDriverByName(std::string_view name) {
   return std::nullopt;
 }
 
+bool IsPlainName(std::string_view name) {
+  if (name.empty() || name.size() > 100) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
 Status ValidateResourceName(std::string_view name) {
   if (name.empty() || name.size() > 100) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "resource name must be 1 to 100 characters of A-Z a-z 0-9 _ -");
   }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-';
-    if (!ok) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "resource name '" + std::string(name) +
-                           "' may only hold A-Z a-z 0-9 _ -");
-    }
+  if (!IsPlainName(name)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "resource name '" + std::string(name) + "' may only hold A-Z a-z 0-9 _ -");
   }
   return Ok();
 }

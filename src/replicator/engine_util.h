@@ -17,7 +17,8 @@ std::string EffectiveId(const ReplicatorConfig& replicator, std::size_t index);
 // The registry entry for a driver name; "postgres" is an alias of "postgresql".
 std::optional<DriverFactory> FindDriverByName(std::string_view name);
 
-// Resource names: [A-Za-z0-9_-]{1,100}.
+// [A-Za-z0-9_-]{1,100}: resource names, and replicator ids (a folder name, never a path).
+bool IsPlainName(std::string_view name);
 Status ValidateResourceName(std::string_view name);
 
 std::int64_t NowMs();

@@ -177,6 +177,12 @@ Status ReplicatorPluginOptions::Validate() const {
       return Invalid(path + ".driver", UnknownDriverMessage(replicator.driver));
     }
     std::string id = internal::EffectiveId(replicator, i);
+    // The id names the replicator's folder under the state folder: a plain name only.
+    if (!internal::IsPlainName(id)) {
+      return Invalid(path + ".id", "'" + id +
+                                       "' is not a valid replicator id; use 1 to 100 "
+                                       "letters, digits, '_' and '-' (like resource names)");
+    }
     if (!ids.insert(id).second) {
       return Invalid(path + ".id", "'" + id + "' is used by another replicator; ids are unique");
     }

@@ -1,5 +1,6 @@
 #include "replicator/replicator_log.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "replicator/engine_util.h"
@@ -29,6 +30,27 @@ JsonObject ToRecord(const ReplicatorLogEntry& entry) {
 }
 
 }  // namespace
+
+ResourceDefinition ReplicatorLogDefinition(std::string name) {
+  ResourceDefinition definition;
+  definition.name = std::move(name);
+  for (const char* field : {"replicator", "resource", "destination", "action", "recordId",
+                            "changeId", "status", "error"}) {
+    definition.attributes[field] = "string";
+  }
+  definition.attributes["attempts"] = "number";
+  definition.attributes["deadLettered"] = "boolean";
+  definition.attributes["timestamp"] = "number";
+  return definition;
+}
+
+bool IsReplicatorLogDefinition(const ResourceDefinition& definition) {
+  const JsonObject expected = ReplicatorLogDefinition(definition.name).attributes;
+  if (definition.attributes.size() != expected.size()) return false;
+  return std::all_of(expected.begin(), expected.end(), [&](const auto& field) {
+    return definition.attributes.contains(field.key());
+  });
+}
 
 ReplicatorLogWriter::ReplicatorLogWriter(Database& database, std::string resource,
                                          const EventBus& events)
@@ -114,16 +136,7 @@ bool ReplicatorLogWriter::EnsureResource() {
   }
   std::int64_t now = NowMs();
   if (now < next_creation_attempt_ms_) return false;
-  ResourceDefinition definition;
-  definition.name = resource_;
-  for (const char* field : {"replicator", "resource", "destination", "action", "recordId",
-                            "changeId", "status", "error"}) {
-    definition.attributes[field] = "string";
-  }
-  definition.attributes["attempts"] = "number";
-  definition.attributes["deadLettered"] = "boolean";
-  definition.attributes["timestamp"] = "number";
-  auto created = database_.CreateResource(std::move(definition));
+  auto created = database_.CreateResource(ReplicatorLogDefinition(resource_));
   if (!created) {
     next_creation_attempt_ms_ = now + kCreationRetryMs;
     JsonObject event;

@@ -13,6 +13,13 @@
 
 namespace s3db::replicator::internal {
 
+// The definition the writer creates the log resource `name` with.
+ResourceDefinition ReplicatorLogDefinition(std::string name);
+
+// Whether `definition` is that of a log resource (its attributes are the log's fields), as
+// opposed to a resource of the application that happens to have the name.
+bool IsReplicatorLogDefinition(const ResourceDefinition& definition);
+
 struct ReplicatorLogEntry {
   std::string replicator;
   std::string resource;

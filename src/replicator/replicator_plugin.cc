@@ -25,6 +25,7 @@
 #include "replicator/replicator_log.h"
 #include "s3db/resource.h"
 #include "s3db/storage.h"
+#include "storage/url_secrets.h"
 
 namespace s3db::replicator {
 namespace internal {
@@ -65,12 +66,30 @@ std::string DriverConfigError(const std::string& path, const std::string& id,
                               const std::string& driver, const std::string& message) {
   std::string_view rest = message;
   if (rest.substr(0, driver.size() + 2) == driver + ": ") rest.remove_prefix(driver.size() + 2);
+  // "webhook config.method: …" (the network drivers) names the option like "config.method: …".
+  if (rest.substr(0, driver.size() + 8) == driver + " config.") {
+    rest.remove_prefix(driver.size() + 1);
+  }
   std::string key_path = "config";
+  // The format writers say "option `delimiter` must be …": the whole message names the option.
+  if (rest.substr(0, 8) == "option `") {
+    std::size_t end = rest.find('`', 8);
+    std::string_view key = end == std::string_view::npos ? "" : rest.substr(8, end - 8);
+    if (!key.empty() && std::all_of(key.begin(), key.end(), IsKeyPathChar)) {
+      return path + "." + key_path + "." + std::string(key) + ": " + std::string(rest) +
+             " (replicator " + id + ", driver " + driver + ")";
+    }
+  }
   std::size_t colon = rest.find(": ");
   if (colon != std::string_view::npos && colon > 0 &&
       std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon),
                   IsKeyPathChar)) {
     std::string_view key = rest.substr(0, colon);
+    if (key.substr(0, 10) == "resources.") {
+      // A destination the driver cannot take: the line of its mapping.
+      return path + "." + std::string(key) + ": " + std::string(rest.substr(colon + 2)) +
+             " (replicator " + id + ", driver " + driver + ")";
+    }
     if (key.substr(0, 7) == "config.") key.remove_prefix(7);
     if (!key.empty() && key != "config") key_path += "." + std::string(key);
     rest.remove_prefix(colon + 2);
@@ -79,6 +98,20 @@ std::string DriverConfigError(const std::string& path, const std::string& id,
   }
   return path + "." + key_path + ": " + std::string(rest) + " (replicator " + id + ", driver " +
          driver + ")";
+}
+
+// Registers the secrets of every URL or connection string in a driver's config (user-info
+// passwords, secret query parameters) before the driver sends any of them: a receiver that
+// echoes them back is then masked in logs, lastError and dead letters, whatever the driver.
+void RegisterConfigUrlSecrets(const Json& value) {
+  if (value.is_string()) {
+    std::string_view text = value.get_string();
+    if (text.find("://") != std::string_view::npos) RegisterUrlSecrets(text);
+  } else if (value.is_object()) {
+    for (const auto& entry : value.get_object()) RegisterConfigUrlSecrets(entry.value());
+  } else if (value.is_array()) {
+    for (const Json& element : value.get_array()) RegisterConfigUrlSecrets(element);
+  }
 }
 
 std::uint64_t RevisionOf(const JsonObject& record) {
@@ -156,14 +189,21 @@ class Engine {
         S3DB_ASSIGN_OR_RETURN(routes, replicator.resources.Normalize(path + ".resources"));
       }
       for (const auto& [source, destinations] : routes) mapped_resources_.insert(source);
-      if (routes.count(options_.replicator_log_resource) > 0) {
-        // The log resource is never replicated, so this replicator would silently get nothing
-        // of it.
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "replicatorLogResource: '" + options_.replicator_log_resource +
-                             "' is a resource that " + path +
-                             " replicates; give the replicator log a resource of its own "
-                             "(the default is replicator_log)");
+      // The log resource is never replicated, so a replicator that maps it, or takes every
+      // resource while an application resource has its name, would silently get nothing of it.
+      bool takes_log_resource = routes.count(options_.replicator_log_resource) > 0;
+      if (every_resource) {
+        Resource* existing = database.FindResource(options_.replicator_log_resource);
+        takes_log_resource = existing && !IsReplicatorLogDefinition(existing->definition());
+      }
+      if (takes_log_resource) {
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            "replicatorLogResource: '" + options_.replicator_log_resource +
+                "' is a resource that " + path + " replicates" +
+                (every_resource ? " (without resources it takes every resource)" : "") +
+                "; give the replicator log a resource of its own "
+                "(the default is replicator_log)");
       }
 
       DriverContext driver_context;
@@ -177,6 +217,7 @@ class Engine {
         }
       }
       driver_context.source = &database;
+      driver_context.max_retry_delay = std::chrono::milliseconds(options_.max_backoff_ms);
       driver_context.state_dir =
           (std::filesystem::path(state_dir) / "replicator" / "drivers" / id).string();
       std::error_code ec;
@@ -205,6 +246,7 @@ class Engine {
         }
         factory = *found;
       }
+      for (const auto& entry : replicator.config) RegisterConfigUrlSecrets(entry.value());
       auto driver = factory(replicator.config, driver_context);
       if (!driver) {
         return MakeError(driver.error().code,

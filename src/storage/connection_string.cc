@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "net/sigv4.h"
 #include "s3db/storage.h"
+#include "storage/url_secrets.h"
 
 namespace s3db {
 namespace {
@@ -110,6 +112,7 @@ tl::unexpected<Error> Invalid(std::string_view text, const std::string& problem)
 namespace {
 
 std::string RedactUserInfo(std::string_view text);
+std::string RedactSecretQueryValues(std::string_view text);
 
 // The registered secrets, longest first so that a secret holding another is masked whole. Kept
 // bounded: minted access tokens are added every hour for as long as the process runs.
@@ -157,10 +160,95 @@ void RegisterSecret(std::string_view secret) {
 }
 
 std::string RedactSecrets(std::string_view text) {
-  return MaskRegistered(RedactUserInfo(text));
+  return MaskRegistered(RedactSecretQueryValues(RedactUserInfo(text)));
+}
+
+bool IsSecretQueryName(std::string_view name) {
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view word :
+       {"token", "key", "secret", "sig", "pass", "auth", "credential", "session", "cookie"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> UrlSecrets(std::string_view url) {
+  std::vector<std::string> secrets;
+  auto add = [&](std::string_view value) {
+    if (value.empty()) return;
+    secrets.emplace_back(value);
+    std::string decoded = PercentDecode(value, "").value_or(std::string(value));
+    if (decoded != value) secrets.push_back(std::move(decoded));
+  };
+  std::size_t scheme_end = url.find("://");
+  std::size_t authority = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+  std::size_t authority_end = url.find_first_of("/?#", authority);
+  if (authority_end == std::string_view::npos) authority_end = url.size();
+  std::string_view user_info = url.substr(authority, authority_end - authority);
+  if (std::size_t at = user_info.rfind('@'); at != std::string_view::npos) {
+    user_info = user_info.substr(0, at);
+    if (std::size_t colon = user_info.find(':'); colon != std::string_view::npos) {
+      add(user_info.substr(colon + 1));
+      // HTTP clients send it as basic auth: "Authorization: Basic base64(user:password)".
+      std::string user = PercentDecode(user_info.substr(0, colon), "").value_or("");
+      std::string password = PercentDecode(user_info.substr(colon + 1), "").value_or("");
+      std::string basic = net::Base64Encode(user + ":" + password);
+      secrets.push_back("Basic " + basic);
+      secrets.push_back(std::move(basic));
+    }
+  }
+  std::size_t question = url.find('?', authority_end);
+  if (question == std::string_view::npos) return secrets;
+  std::string_view query = url.substr(question + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    std::size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string name = PercentDecode(pair.substr(0, eq), "").value_or(std::string(pair));
+    if (IsSecretQueryName(name)) add(pair.substr(eq + 1));
+  }
+  return secrets;
+}
+
+void RegisterUrlSecrets(std::string_view url) {
+  for (const std::string& secret : UrlSecrets(url)) RegisterSecret(secret);
 }
 
 namespace {
+
+// "?token=abc" and "&api_key=abc" anywhere in the text: the value becomes "***".
+std::string RedactSecretQueryValues(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t mark = text.find_first_of("?&", pos);
+    if (mark == std::string_view::npos) break;
+    std::size_t name_end = mark + 1;
+    while (name_end < text.size() &&
+           (std::isalnum(static_cast<unsigned char>(text[name_end])) || text[name_end] == '_' ||
+            text[name_end] == '-' || text[name_end] == '.' || text[name_end] == '%')) {
+      ++name_end;
+    }
+    out.append(text.substr(pos, name_end - pos));
+    pos = name_end;
+    if (name_end == mark + 1 || name_end >= text.size() || text[name_end] != '=' ||
+        !IsSecretQueryName(text.substr(mark + 1, name_end - mark - 1))) {
+      continue;
+    }
+    std::size_t value_end = text.find_first_of("&#\"' \t\r\n<>)", name_end + 1);
+    if (value_end == std::string_view::npos) value_end = text.size();
+    out += '=';
+    if (value_end > name_end + 1) out += "***";
+    pos = value_end;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
 
 std::string RedactUserInfo(std::string_view text) {
   std::string out;

@@ -703,7 +703,7 @@ replicator:
     - driver: csv
       resources: [users]
       config:
-        outputPat: ./out
+        delimiter: ";"
 )");
   CliResult csv = Run({"-c", "csv.yaml", "replicators", "list"});
   EXPECT_NE(csv.exit_code, 0);
@@ -711,6 +711,60 @@ replicator:
                          "the replicator: required: "),
             std::string::npos)
       << csv.err;
+
+  // A misspelt file driver option: its line, the known keys and the closest one.
+  WriteFile("csv2.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: csv
+      resources: [users]
+      config:
+        outputPat: ./out
+)");
+  CliResult csv2 = Run({"-c", "csv2.yaml", "replicators", "list"});
+  EXPECT_NE(csv2.exit_code, 0);
+  EXPECT_NE(csv2.err.find("csv2.yaml:9:9: replicator.replicators[0].config.outputPat: cannot "
+                          "start the replicator: unknown option (known: output, outputPath, "),
+            std::string::npos)
+      << csv2.err;
+  EXPECT_NE(csv2.err.find("(did you mean 'outputPath'?)"), std::string::npos) << csv2.err;
+
+  // Webhook and format (CSV) option errors point at the option, not at `config:`.
+  WriteFile("bad.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: webhook
+      resources: [users]
+      config: { url: "http://127.0.0.1:1/x",
+                method: GET }
+)");
+  CliResult hook = Run({"-c", "bad.yaml", "replicators", "list"});
+  EXPECT_NE(hook.exit_code, 0);
+  EXPECT_NE(hook.err.find("bad.yaml:9:17: replicator.replicators[0].config.method: cannot start "
+                          "the replicator: 'GET' is not POST, PUT or PATCH"),
+            std::string::npos)
+      << hook.err;
+  WriteFile("bad.yaml", R"(connection: file://./data
+resources:
+  users: { attributes: { name: string } }
+replicator:
+  replicators:
+    - driver: csv
+      resources: [users]
+      config:
+        outputPath: ./out
+        delimiter: "#"
+)");
+  CliResult delimiter = Run({"-c", "bad.yaml", "replicators", "list"});
+  EXPECT_NE(delimiter.exit_code, 0);
+  EXPECT_NE(delimiter.err.find("bad.yaml:10:9: replicator.replicators[0].config.delimiter: "
+                               "cannot start the replicator: option `delimiter`"),
+            std::string::npos)
+      << delimiter.err;
 
   // A misspelt key of a destination object.
   WriteFile("typo.yaml", R"(connection: file://./data
@@ -733,6 +787,27 @@ replicator:
                           "shouldReplicate (did you mean 'transform'?)"),
             std::string::npos)
       << typo.err;
+}
+
+TEST_F(CliTest, ALogResourceNamingADeclaredResourceIsRefused) {
+  // A replicator without resources takes every resource but the log's: naming `users` as the
+  // log stopped its replication without a word.
+  WriteFile("log.yaml", R"(connection: file://./data
+resources:
+  users: {}
+replicator:
+  persistReplicatorLog: true
+  replicatorLogResource: users
+  replicators:
+    - driver: jsonl
+      config: { outputPath: ./out }
+)");
+  CliResult refused = Run({"-c", "log.yaml", "insert", "users", R"({"id":"a"})"});
+  EXPECT_NE(refused.exit_code, 0) << Describe(refused);
+  EXPECT_NE(refused.err.find("log.yaml:6:3: replicator.replicatorLogResource: cannot start the "
+                             "replicator: 'users' is a resource that replicators[0] replicates"),
+            std::string::npos)
+      << refused.err;
 }
 
 // Regression: a damaged change log said "change log: SELECT MAX(m) FROM (...): database disk
@@ -1194,6 +1269,47 @@ http: { listen: "127.0.0.1:0" }
   EXPECT_EQ(stopped.out.find("TOPSECRET"), std::string::npos) << stopped.out;
 }
 
+TEST_F(CliTest, RunKeepsAWebhookOutageOfOneChangePausedAndUnhealthy) {
+  // Nothing listens on port 1; the webhook's own retryDelay doubles (100, 200, ... ms). The
+  // replicator must stay paused (reason unavailable) and /health 503 all along, not only for
+  // the short pause after each failure.
+  WriteFile("c.yaml", R"(connection: file://./data
+resources:
+  users: {}
+replicator:
+  replicators:
+    - driver: webhook
+      id: hook
+      config: { url: "http://127.0.0.1:1/x", retryDelay: 100 }
+http: { listen: "127.0.0.1:0" }
+)");
+  CliProcess service(dir_.str(), {"-c", "c.yaml", "run"});
+  std::string url = ListeningUrl(service);
+  ASSERT_FALSE(url.empty());
+  auto http = net::NewHttpClient();
+  CliResult inserted = Run({"-c", "c.yaml", "--wait", "0", "insert", "users", R"({"id":"a"})"});
+  ASSERT_EQ(inserted.exit_code, 0) << Describe(inserted);
+
+  Result<net::HttpResponse> health = MakeError(ErrorCode::kInternal, "not asked");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    health = HttpGet(*http, url + "/health");
+    ASSERT_TRUE(health.has_value()) << health.error().message;
+    if (health->status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(health->status, 503) << health->body;
+  for (int sample = 0; sample < 30; ++sample) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    health = HttpGet(*http, url + "/health");
+    ASSERT_TRUE(health.has_value()) << health.error().message;
+    ASSERT_EQ(health->status, 503) << "sample " << sample << ": " << health->body;
+    EXPECT_NE(health->body.find("\"pauseReason\":\"unavailable\""), std::string::npos)
+        << health->body;
+  }
+  service.Signal(SIGINT);
+  CliResult stopped = service.Finish();
+  EXPECT_EQ(stopped.exit_code, 0) << Describe(stopped);
+}
 
 TEST_F(CliTest, ExportWritesEveryRecordToEachFormat) {
   ASSERT_EQ(Run({"resource", "create", "users", "--attributes",
@@ -1306,6 +1422,12 @@ TEST_F(CliTest, ExportErrorsNameTheOptionAndLeaveNoFile) {
   EXPECT_NE(option.err.find("s3db: --options: option `compression` must be one of"),
             std::string::npos)
       << option.err;
+  CliResult misspelt =
+      Run({"export", "-r", "users", "-o", "u.parquet", "--options", R"({"compresion":"zstd"})"});
+  EXPECT_EQ(misspelt.exit_code, 1);
+  EXPECT_EQ(misspelt.err,
+            "s3db: --options: compresion: unknown option (known: compression, "
+            "rowGroupSize, dictionary) (did you mean 'compression'?)\n");
   CliResult resource = Run({"export", "-r", "nope", "-o", "n.csv"});
   EXPECT_EQ(resource.exit_code, 1);
   EXPECT_NE(resource.err.find("resource 'nope' does not exist"), std::string::npos)

@@ -89,6 +89,19 @@ TEST(Report, StatsAndSummaryLine) {
             "letters 1, latency p50 10.0 ms, p99 12.5 ms");
 }
 
+TEST(Report, NoLatencyBeforeTheFirstDelivery) {
+  // Before: "latencyP50Ms": 0.0 while nothing had been delivered.
+  ReplicatorStats stats = Stats("backup", ReplicatorState::kRunning);
+  stats.delivered = 0;
+  stats.latency_p50_ms = 0;
+  stats.latency_p99_ms = 0;
+  Json json = ReplicatorStatsToJson(stats);
+  EXPECT_TRUE(json.get_object().at("latencyP50Ms").is_null());
+  EXPECT_TRUE(json.get_object().at("latencyP99Ms").is_null());
+  EXPECT_NE(ReplicatorSummaryLine(stats).find("latency p50 -, p99 - (nothing delivered yet)"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace s3db::cli
 

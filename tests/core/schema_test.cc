@@ -41,6 +41,21 @@ TEST(SchemaTest, UnknownTypesAndRulesAreErrorsNamingTheAttribute) {
   EXPECT_FALSE(Schema::Parse(Object(R"({"n": 5})")));
 }
 
+TEST(SchemaTest, BoundsThatNoValueCanMeetAreRefusedNamingTheAttribute) {
+  auto numbers = Schema::Parse(Object(R"({"age": "number|min:10|max:5"})"));
+  ASSERT_FALSE(numbers);
+  EXPECT_EQ(numbers.error().message,
+            "attribute 'age': 'min:10' is above 'max:5'; no value could pass");
+  auto positive = Schema::Parse(Object(R"({"n": "number|positive|max:-1"})"));
+  ASSERT_FALSE(positive);
+  EXPECT_NE(positive.error().message.find("'positive' is above 'max:-1'"), std::string::npos);
+  auto lengths = Schema::Parse(Object(R"({"code": "string|minlength:4|maxlength:2"})"));
+  ASSERT_FALSE(lengths);
+  EXPECT_EQ(lengths.error().message,
+            "attribute 'code': minlength 4 is above maxlength 2; no value could pass");
+  S3DB_EXPECT_OK(Schema::Parse(Object(R"({"n": "number|min:5|max:5", "s": "string|length:3"})")));
+}
+
 TEST(SchemaTest, ValidationReportsEveryFailingFieldAtOnce) {
   auto schema = Schema::Parse(Object(R"({
     "name": "string|required", "age": "number|min:0", "email": "email",

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <filesystem>
 #include <set>
+#include <tuple>
 
 #include "drivers/files/file_driver.h"
 #include "drivers/file_drivers_test_util.h"
@@ -261,6 +262,47 @@ TEST_F(FileDriverTest, InvalidOrUnsupportedOptionsFailNamingTheOption) {
   EXPECT_NE(message("parquet", R"({"outputPath": "x", "compression": "rar"})")
                 .find("compression"),
             std::string::npos);
+}
+
+TEST_F(FileDriverTest, MisspeltOptionsAreRefusedWithTheClosestKnownKey) {
+  // Before: every unknown key was ignored, so `mdoe: overwrite` wrote an append file.
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"csv", R"({"outputPath": "x", "mdoe": "overwrite"})", "mdoe: unknown option"},
+      {"csv", R"({"outputPath": "x", "delimeter": ";"})", "(did you mean 'delimiter'?)"},
+      {"csv", R"({"outputPath": "x", "rotate": "date"})", "(did you mean 'rotateBy'?)"},
+      {"jsonl", R"({"outputPath": "x", "compres": true})", "(did you mean 'compress'?)"},
+      {"parquet", R"({"outputPath": "x", "compresion": "zstd"})", "(did you mean 'compression'?)"},
+      {"parquet", R"({"outputPath": "x", "rowGroupSiz": 10})", "(did you mean 'rowGroupSize'?)"},
+      {"excel", R"({"outputPath": "x", "freezeHeader": true})", "(did you mean 'freezeHeaders'?)"},
+      {"csv", R"({"output": {"driver": "s3", "conectionString": "memory://b"}})",
+       "output.conectionString: unknown option (known: driver, path, connectionString) (did you "
+       "mean 'connectionString'?)"},
+      // A key of another format is unknown too.
+      {"csv", R"({"outputPath": "x", "compression": "zstd"})", "compression: unknown option"},
+  };
+  for (const auto& [format, json, expected] : cases) {
+    auto driver = NewFileDriver(format, Obj(json), Context());
+    ASSERT_FALSE(driver.has_value()) << format << " " << json;
+    EXPECT_NE(driver.error().message.find(expected), std::string::npos)
+        << format << " " << json << ": " << driver.error().message;
+  }
+  // Every documented key is known.
+  const std::vector<std::pair<std::string, std::string>> accepted = {
+      {"csv", R"({"outputPath": "x", "mode": "append", "rotateBy": "date", "rotateSize": 1000,
+                  "flushIntervalMs": 10, "closeAfterIdleMs": 10, "timezone": "UTC",
+                  "delimiter": ";", "bom": true, "escapeFormulas": true})"},
+      {"jsonl", R"({"outputPath": "x", "compress": true, "gzipLevel": 5})"},
+      {"parquet", R"({"outputPath": "x", "compression": "zstd", "rowGroupSize": 10,
+                      "dictionary": false})"},
+      {"excel", R"({"outputPath": "x", "filename": "r.xlsx", "freezeHeaders": true,
+                    "autoFilter": false})"},
+  };
+  for (const auto& [format, json] : accepted) {
+    JsonObject config = Obj(json);
+    config["outputPath"] = Out();
+    auto driver = NewFileDriver(format, config, Context());
+    EXPECT_TRUE(driver.has_value()) << format << " " << json << ": " << driver.error().message;
+  }
 }
 
 std::string UtcDayNow() {

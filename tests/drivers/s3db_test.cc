@@ -249,6 +249,42 @@ TEST(S3dbDriver, ConfigErrorsNameTheOptionAndHideSecrets) {
       << started.error().message;
 }
 
+TEST(S3dbDriver, TheSourceDatabaseItselfIsRefusedAsTheTarget) {
+  // Before: every record was written back into the source, replicated again, in a loop.
+  TempDir dir;
+  auto source = Database::Connect("file://" + dir.str() + "/src");
+  ASSERT_TRUE(source.has_value()) << source.error().ToString();
+  DriverContext context;
+  context.source = source->get();
+  for (const std::string& same : {"file://" + dir.str() + "/src", "file://" + dir.str() + "/src/",
+                                  "file://" + dir.str() + "/other/../src"}) {
+    JsonObject config;
+    config["connectionString"] = same;
+    auto driver = NewS3dbDriver(config, context);
+    ASSERT_FALSE(driver.has_value()) << same;
+    EXPECT_NE(driver.error().message.find("connectionString: file://"), std::string::npos);
+    EXPECT_NE(driver.error().message.find("/src is the source database itself"), std::string::npos)
+        << driver.error().message;
+  }
+  JsonObject other;
+  other["connectionString"] = "file://" + dir.str() + "/backup";
+  EXPECT_TRUE(NewS3dbDriver(other, context).has_value());
+  auto itself = NewS3dbDriver(JsonObject{}, context, source->get());
+  ASSERT_FALSE(itself.has_value());
+  EXPECT_NE(itself.error().message.find("target_database: "), std::string::npos);
+
+  std::string bucket = "memory://self-" + s3db::testing::UniqueToken();
+  auto memory = Database::Connect(bucket);
+  ASSERT_TRUE(memory.has_value());
+  context.source = memory->get();
+  JsonObject same_bucket;
+  same_bucket["connectionString"] = bucket;
+  EXPECT_FALSE(NewS3dbDriver(same_bucket, context).has_value());
+  JsonObject other_bucket;
+  other_bucket["connectionString"] = bucket + "-backup";
+  EXPECT_TRUE(NewS3dbDriver(other_bucket, context).has_value());
+}
+
 TEST(S3dbDriver, IsRegisteredAsS3db) {
   auto factory = FindDriver("s3db");
   ASSERT_TRUE(factory.has_value());

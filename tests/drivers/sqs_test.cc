@@ -671,6 +671,18 @@ TEST(SqsOptionsTest, TakesRegionAndCredentialsFromTheEnvironmentAndQueueUrl) {
   EXPECT_EQ(options->credentials.secret_access_key, "ENVSECRET");
 }
 
+TEST(SqsOptionsTest, ASecretOfTheWrongTypeIsNeverPrinted) {
+  JsonObject config{{"queueUrl", "https://sqs.us-east-1.amazonaws.com/1/q"},
+                    {"credentials", {{"accessKeyId", "AKIDEXAMPLE"}, {"secretAccessKey", 12345}}}};
+  auto options = ParseSqsOptions(config);
+  ASSERT_FALSE(options.has_value());
+  EXPECT_NE(options.error().message.find(
+                "sqs config.credentials.secretAccessKey: expected a string, got a number"),
+            std::string::npos)
+      << options.error().message;
+  EXPECT_EQ(options.error().message.find("12345"), std::string::npos) << options.error().message;
+}
+
 TEST(SqsOptionsTest, RefusesBadConfigsNamingTheOption) {
   ::unsetenv("AWS_ACCESS_KEY_ID");
   ::unsetenv("AWS_SECRET_ACCESS_KEY");

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -787,6 +788,34 @@ TEST(WebhookOptionsTest, RegisteredUnderItsName) {
   S3DB_EXPECT_ERROR(refused, ErrorCode::kInvalidArgument);
 }
 
+TEST(WebhookOptionsTest, ASecretOfTheWrongTypeIsNeverPrinted) {
+  // YAML reads `token: 12345` as a number; the error said "got 12345".
+  const std::vector<std::pair<JsonObject, std::string>> cases = {
+      {{{"url", "https://x"}, {"auth", {{"type", "bearer"}, {"token", 12345}}}},
+       "webhook config.auth.token: expected a string, got a number (quote the value)"},
+      {{{"url", "https://x"}, {"auth", {{"type", "apikey"}, {"value", 12345}}}},
+       "webhook config.auth.value: expected a string, got a number"},
+      {{{"url", "https://x"}, {"signingSecret", 12345}},
+       "webhook config.signingSecret: expected a string, got a number"},
+  };
+  for (const auto& [config, expected] : cases) {
+    auto options = ParseWebhookOptions(config);
+    ASSERT_FALSE(options.has_value()) << ToJson(config);
+    EXPECT_NE(options.error().message.find(expected), std::string::npos) << options.error().message;
+    EXPECT_EQ(options.error().message.find("12345"), std::string::npos) << options.error().message;
+  }
+}
+
+TEST(WebhookOptionsTest, AMisspeltOptionGetsTheClosestKnownOne) {
+  auto options = ParseWebhookOptions({{"url", "https://x"}, {"retryDelai", 10}});
+  ASSERT_FALSE(options.has_value());
+  EXPECT_NE(options.error().message.find("webhook config.retryDelai: unknown option (known: "),
+            std::string::npos)
+      << options.error().message;
+  EXPECT_NE(options.error().message.find("(did you mean 'retryDelay'?)"), std::string::npos)
+      << options.error().message;
+}
+
 TEST(WebhookRetryAfterTest, ParsesSecondsAndTheThreeHttpDateForms) {
   // 1994-11-06T08:49:37Z
   auto now = std::chrono::system_clock::time_point(std::chrono::seconds(784111777));
@@ -851,13 +880,15 @@ class WebhookReplicationTest : public WebhookDriverTest {
   }
 
  public:
-  std::shared_ptr<ReplicatorPlugin> Install(JsonObject config, int max_retries = 3,
-                                            int retry_base_ms = 20) {
+  std::shared_ptr<ReplicatorPlugin> Install(
+      JsonObject config, int max_retries = 3, int retry_base_ms = 20,
+      const std::function<void(ReplicatorPluginOptions&)>& tune = {}) {
     if (!config.contains("url")) config["url"] = sink_->Url(path_);
     ReplicatorPluginOptions options;
     options.max_retries = max_retries;
     options.retry_base_ms = retry_base_ms;
     options.max_backoff_ms = 2000;
+    if (tune) tune(options);
     ReplicatorConfig replicator;
     replicator.id = "hook";
     replicator.driver = "webhook";
@@ -959,6 +990,64 @@ TEST_F(WebhookReplicationTest, AnUnreachableReceiverPausesInsteadOfDeadLettering
   EXPECT_EQ(stats->dead_lettered, 0u);
 }
 
+// Gaps in milliseconds between the recorded requests.
+std::vector<std::int64_t> GapsMs(const std::vector<JsonObject>& requests) {
+  std::vector<std::int64_t> gaps;
+  for (std::size_t i = 1; i < requests.size(); ++i) {
+    auto a = formats::ParseIso8601Micros(requests[i - 1].at("time").get_string());
+    auto b = formats::ParseIso8601Micros(requests[i].at("time").get_string());
+    EXPECT_TRUE(a && b);
+    if (a && b) gaps.push_back((*b - *a) / 1000);
+  }
+  return gaps;
+}
+
+TEST_F(WebhookReplicationTest, AnOutageOfOneChangeStaysPausedAndProbesWithinProbeMaxMs) {
+  // retryDelay doubles (100, 200, ... 3200 ms) but the target is down (503): the engine's
+  // probes, at most probeMaxMs apart, decide when to try again, the replicator stays paused
+  // between them, and the change goes out at the first probe after the receiver is back.
+  // (Before: the driver's doubling delay set every retry, and the replicator showed running.)
+  auto plugin = Install({{"retryDelay", 100}}, /*max_retries=*/3, /*retry_base_ms=*/20,
+                        [](ReplicatorPluginOptions& options) { options.probe_max_ms = 300; });
+  JsonArray outage;
+  for (int i = 0; i < 8; ++i) outage.push_back(Reply(503));
+  sink_->Script(outage);
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+
+  ASSERT_GE(sink_->WaitForRequests(path_, 2).size(), 2u);
+  int samples = 0;
+  while (sink_->Requests(path_).size() < 8) {
+    auto stats = plugin->GetReplicatorStats("hook");
+    S3DB_ASSERT_OK(stats);
+    ASSERT_EQ(stats->state, ReplicatorState::kPaused) << "sample " << samples;
+    EXPECT_EQ(stats->pause_reason, "unavailable");
+    ++samples;
+    std::this_thread::sleep_for(milliseconds(30));
+  }
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 9u);
+  EXPECT_EQ(requests.back().at("status"), 200);
+  for (std::int64_t gap : GapsMs(requests)) EXPECT_LE(gap, 600) << "probeMaxMs is 300";
+  auto stats = plugin->GetReplicatorStats("hook");
+  S3DB_ASSERT_OK(stats);
+  EXPECT_EQ(stats->state, ReplicatorState::kRunning);
+  EXPECT_EQ(stats->delivered, 1u);
+  EXPECT_EQ(stats->dead_letter_count, 0u);
+}
+
+TEST_F(WebhookReplicationTest, RetryDelaysOfTheDriverAreCappedAtMaxBackoffMs) {
+  // A 500 for one record is charged to it; retryDelay 1000 exponential would wait 1, 2 and 4 s.
+  auto plugin = Install({{"retryDelay", 1000}}, /*max_retries=*/3, /*retry_base_ms=*/20,
+                        [](ReplicatorPluginOptions& options) { options.max_backoff_ms = 250; });
+  sink_->Script({Reply(500), Reply(500), Reply(500)});
+  S3DB_ASSERT_OK(users_->Insert(Record("u1", "Ann")));
+  S3DB_ASSERT_OK(plugin->WaitIdle(milliseconds(20000)));
+  auto requests = sink_->Requests(path_);
+  ASSERT_EQ(requests.size(), 4u);
+  for (std::int64_t gap : GapsMs(requests)) EXPECT_LE(gap, 700) << "maxBackoffMs is 250";
+}
+
 TEST_F(WebhookReplicationTest, BadRequestGoesToTheDeadLetterQueue) {
   auto plugin = Install({});
   sink_->Script({Reply(400)});
@@ -1028,6 +1117,19 @@ TEST_F(WebhookReplicationTest, EchoedBasicAuthHeaderIsMasked) {
       this, *sink_,
       {{"auth", {{"type", "basic"}, {"username", "bob"}, {"password", "BasicEcho456"}}}},
       {"Basic Ym9iOkJhc2ljRWNobzQ1Ng==", "Ym9iOkJhc2ljRWNobzQ1Ng==", "BasicEcho456"}, *users_);
+}
+
+TEST_F(WebhookReplicationTest, EchoedSecretsOfTheUrlAreMasked) {
+  // The URL's user-info password and a token in its query string are sent with every request
+  // (the password as basic auth); a receiver echoing them must not put them in the log,
+  // lastError or the dead-letter queue.
+  std::string url = sink_->Url(path_);
+  url.insert(url.find("://") + 3, "hookuser:UrlPassw0rdXYZ@");
+  url += "?token=QueryTok3nABC&page=2";
+  ExpectEchoedSecretsMasked(this, *sink_, {{"url", url}},
+                            {"UrlPassw0rdXYZ", "QueryTok3nABC",
+                             "aG9va3VzZXI6VXJsUGFzc3cwcmRYWVo="},  // base64 of user:password
+                            *users_);
 }
 
 TEST_F(WebhookReplicationTest, EchoedTokensOfSensitiveHeadersAreMasked) {

@@ -4,8 +4,10 @@
 
 #include <set>
 
+#include "replicator/replicator_log.h"
 #include "replicator/replicator_test_util.h"
 #include "s3db/replicator/replicator_plugin.h"
+#include "s3db/storage.h"
 
 namespace s3db::replicator {
 namespace {
@@ -117,6 +119,23 @@ TEST(DestinationKeys, CppDestinationOptionsAreCheckedAtValidate) {
   S3DB_EXPECT_OK(options.Validate());
 }
 
+TEST(ReplicatorIds, AnIdThatIsNotAPlainNameIsRefused) {
+  // The id names a folder under the state folder; "../" would put it elsewhere.
+  for (std::string id : {"../../../../escaped-id", "a/b", "with space", ".", ""}) {
+    std::string error = ParseError(R"({"id": ")" + id + R"(", "driver": "test"})");
+    if (id.empty()) {
+      EXPECT_EQ(error, "") << "an empty id means the default <driver>-<index>";
+      continue;
+    }
+    EXPECT_NE(error.find("replicators[0].id: '" + id +
+                         "' is not a valid replicator id; use 1 "
+                         "to 100 letters, digits, '_' and '-'"),
+              std::string::npos)
+        << id << ": " << error;
+  }
+  EXPECT_EQ(ParseError(R"({"id": "Backup_2-eu", "driver": "test"})"), "");
+}
+
 // ---- 2. a replicator without "resources" takes every resource -------------------------------
 
 class EngineConfigTest : public ::testing::Test {
@@ -196,6 +215,87 @@ TEST_F(EngineConfigTest, ExplicitlyEmptyMappingIsStillAnError) {
   ASSERT_FALSE(invalid.has_value());
   EXPECT_NE(invalid.error().message.find("replicators[0].resources: no resources"),
             std::string::npos);
+}
+
+TEST_F(EngineConfigTest, ALogResourceNamingAResourceThatEveryResourceTakesIsRefused) {
+  // Without resources a replicator takes every resource except the log's: naming an existing
+  // resource as the log would stop its replication without a word.
+  MakeResource("users");
+  ReplicatorPluginOptions options = FastOptions();
+  options.persist_replicator_log = true;
+  options.replicator_log_resource = "users";
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping(), "all");
+  ASSERT_TRUE(config.resources.every_resource());
+  options.replicators.push_back(config);
+  auto installed = Install(options);
+  ASSERT_FALSE(installed.has_value());
+  EXPECT_NE(installed.error().message.find("replicatorLogResource: 'users' is a resource that "
+                                           "replicators[0] replicates"),
+            std::string::npos)
+      << installed.error().message;
+}
+
+TEST_F(EngineConfigTest, ALogResourceThePluginCreatedEarlierIsNotRefused) {
+  // The log resource left by an earlier run has the log's fields: it is the log, not a
+  // resource of the application.
+  S3DB_ASSERT_OK(db_->CreateResource(internal::ReplicatorLogDefinition("replicator_log")));
+  ReplicatorPluginOptions options = FastOptions();
+  options.persist_replicator_log = true;
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping(), "all");
+  options.replicators.push_back(config);
+  S3DB_EXPECT_OK(Install(options));
+}
+
+TEST_F(EngineConfigTest, ADestinationNameTheDriverCannotUseIsRefusedAtStart) {
+  // Before: the replicators started, then every change was dead-lettered at delivery.
+  MakeResource("users");
+  struct Case {
+    std::string driver;
+    JsonObject config;
+    std::string mapping;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"s3db", Obj(R"({"connectionString": "memory://escape-target"})"), R"({"users": "../x"})",
+       "replicators[0].resources.users: destination '../x' is not a resource name; use 1 to "
+       "100 letters, digits, '_' and '-' (replicator s3db-0, driver s3db)"},
+      {"jsonl", Obj(R"({"outputPath": ")" + dir_.str() + R"(/out"})"),
+       R"({"users": "../../evil3"})",
+       "replicators[0].resources.users: destination name '../../evil3' is not a plain file "
+       "name"},
+  };
+  for (const Case& test : cases) {
+    ReplicatorPluginOptions options = FastOptions();
+    ReplicatorConfig config;
+    config.driver = test.driver;
+    config.config = test.config;
+    auto mapping = ResourceMapping::FromJson(Obj(test.mapping));
+    ASSERT_TRUE(mapping.has_value()) << mapping.error().message;
+    config.resources = *mapping;
+    options.replicators.push_back(config);
+    auto installed = Install(options);
+    ASSERT_FALSE(installed.has_value()) << test.driver;
+    EXPECT_NE(installed.error().message.find(test.expected), std::string::npos)
+        << installed.error().message;
+    db_ = MemoryDatabase(dir_.str() + "/state-" + test.driver);
+    MakeResource("users");
+  }
+}
+
+TEST_F(EngineConfigTest, SecretsOfUrlsInAnyDriversConfigAreMaskedOnceInstalled) {
+  // Whatever the driver, a URL's password and secret query values in its config are sent to
+  // the target, which may echo them: the engine registers them before the driver starts.
+  MakeResource("users");
+  ReplicatorPluginOptions options = FastOptions();
+  ReplicatorConfig config;
+  TestReplicator(config, ResourceMapping().Add("users"), "t");
+  config.config["nested"] =
+      Obj(R"({"endpoint": "https://svc:EngineUrlPass42@host/x?api_key=EngineQueryKey42"})");
+  options.replicators.push_back(config);
+  S3DB_ASSERT_OK(Install(options));
+  EXPECT_EQ(RedactSecrets("echo EngineUrlPass42 EngineQueryKey42"), "echo *** ***");
 }
 
 // ---- 3. a mapped source resource that does not exist ----------------------------------------

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "s3db/storage.h"
+#include "storage/url_secrets.h"
 #include "test_util.h"
 
 namespace s3db {
@@ -101,6 +102,25 @@ TEST(RedactSecretsTest, HidesSecretsInFreeText) {
             "postgresql://user:***@host/db and http://a:***@c");
   EXPECT_EQ(RedactSecrets("memory://bucket/p"), "memory://bucket/p");
   EXPECT_EQ(RedactSecrets("s3://AK:se/cr@et@bucket/p"), "s3://AK:***@bucket/p");
+}
+
+TEST(RedactSecretsTest, HidesValuesOfSecretQueryParameters) {
+  EXPECT_EQ(RedactSecrets("POST https://h/x?token=abc&page=2 failed"),
+            "POST https://h/x?token=***&page=2 failed");
+  EXPECT_EQ(RedactSecrets("GET /q?api_key=k1&Signature=s2&X-Amz-Credential=c3#top"),
+            "GET /q?api_key=***&Signature=***&X-Amz-Credential=***#top");
+  EXPECT_EQ(RedactSecrets("a & b, ?page=3&sort=name"), "a & b, ?page=3&sort=name");
+}
+
+TEST(UrlSecretsTest, TheUserInfoPasswordBasicAuthAndSecretQueryValues) {
+  std::vector<std::string> secrets =
+      UrlSecrets("http://hook%20user:Pass%2Fword@127.0.0.1:9/h?token=Tok%3D1&page=2&key=K2");
+  EXPECT_EQ(secrets, (std::vector<std::string>{
+                         "Pass%2Fword", "Pass/word", "Basic aG9vayB1c2VyOlBhc3Mvd29yZA==",
+                         "aG9vayB1c2VyOlBhc3Mvd29yZA==", "Tok%3D1", "Tok=1", "K2"}));
+  EXPECT_TRUE(UrlSecrets("https://example.com/hook?page=1").empty());
+  RegisterUrlSecrets("https://u:RegisteredUrlPass9@h/x?signature=RegisteredSig77");
+  EXPECT_EQ(RedactSecrets("echo RegisteredUrlPass9 and RegisteredSig77"), "echo *** and ***");
 }
 
 }  // namespace

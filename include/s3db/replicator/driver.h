@@ -105,6 +105,9 @@ struct DriverContext {
   };
   std::vector<DestinationInfo> destinations;
   bool every_resource = false;
+  // The plugin's maxBackoffMs: the longest retry delay a driver that schedules its own retries
+  // (the webhook's retryDelay) may ask for. Zero: no cap.
+  std::chrono::milliseconds max_retry_delay{0};
 };
 
 class Driver {

@@ -18,6 +18,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "drivers/files/file_options.h"
 #include "drivers/files/file_output.h"
 #include "drivers/files/table_writer.h"
 #include "formats/column_set.h"
@@ -1250,6 +1251,16 @@ Result<std::unique_ptr<Driver>> NewFileDriver(std::string_view format, const Jso
   settings.format = std::string(format);
   settings.config = config;
   S3DB_RETURN_IF_ERROR(files::CheckTableFormat(settings.format));
+  S3DB_RETURN_IF_ERROR(files::RefuseUnknownFileDriverOptions(settings.format, config));
+  for (const auto& destination : context.destinations) {
+    if (settings.format != "excel" && !IsPlainFileName(destination.target)) {
+      return MakeError(ErrorCode::kInvalidArgument, "resources." + destination.source +
+                                                        ": destination name '" +
+                                                        destination.target +
+                                                        "' is not a plain file name (no '/', '\\', "
+                                                        "'..' or control characters)");
+    }
+  }
   S3DB_ASSIGN_OR_RETURN(auto output, FileOutput::FromConfig(config, context));
 
   if (const Json* mode = config.if_contains("mode"); mode && !mode->is_null()) {

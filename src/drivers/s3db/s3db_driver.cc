@@ -1,12 +1,14 @@
 #include "drivers/s3db/s3db_driver.h"
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <mutex>
 
 #include <boost/json/serialize.hpp>
 
 #include "core/thread_pool.h"
+#include "replicator/engine_util.h"
 #include "s3db/storage.h"
 
 namespace s3db::replicator {
@@ -255,6 +257,44 @@ class S3dbDriver : public Driver {
   std::map<std::string, Resource*, std::less<>> resources_;
 };
 
+// A store location in one form for comparison: the ObjectStore::Describe form
+// ("file:///abs/folder", "s3://bucket/prefix", "http://host:9000/bucket/prefix",
+// "memory://bucket/prefix") without query, file folders absolute and with symlinks resolved.
+std::string NormalizedLocation(std::string_view described) {
+  std::string text(described.substr(0, described.find('?')));
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  if (text.rfind("file://", 0) == 0) {
+    std::error_code error;
+    std::filesystem::path folder = std::filesystem::absolute(text.substr(7), error);
+    if (!error) {
+      std::filesystem::path resolved = std::filesystem::weakly_canonical(folder, error);
+      folder = error ? folder.lexically_normal() : resolved;
+    }
+    text = "file://" + folder.string();
+    while (text.size() > 8 && text.back() == '/') text.pop_back();
+  }
+  return text;
+}
+
+std::string StoreLocation(const ConnectionString& connection) {
+  std::string prefix = connection.prefix.empty() ? "" : "/" + connection.prefix;
+  switch (connection.scheme) {
+    case ConnectionString::Scheme::kFile:
+      return "file://" + connection.path;
+    case ConnectionString::Scheme::kMemory:
+      return "memory://" + connection.bucket + prefix;
+    case ConnectionString::Scheme::kS3:
+      return "s3://" + connection.bucket + prefix;
+    case ConnectionString::Scheme::kHttp:
+    case ConnectionString::Scheme::kHttps:
+      return std::string(connection.scheme == ConnectionString::Scheme::kHttp ? "http://"
+                                                                              : "https://") +
+             connection.host + (connection.port ? ":" + std::to_string(connection.port) : "") +
+             "/" + connection.bucket + prefix;
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Driver>> NewS3dbDriver(const JsonObject& config,
@@ -280,16 +320,46 @@ Result<std::unique_ptr<Driver>> NewS3dbDriver(const JsonObject& config,
                                           "connectionString, createResources)");
     }
   }
+  // Each destination names a resource of the target: refuse a name it cannot take now, rather
+  // than dead-lettering every change sent to it.
+  for (const auto& destination : context.destinations) {
+    if (!internal::IsPlainName(destination.target)) {
+      return MakeError(ErrorCode::kInvalidArgument, "resources." + destination.source +
+                                                        ": destination '" + destination.target +
+                                                        "' is not a resource name; use 1 to 100 "
+                                                        "letters, digits, '_' and '-'");
+    }
+  }
   if (!target && connection_string.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "connectionString: required; name the target database, e.g. "
                      "s3://KEY:SECRET@backup-bucket/backup or file:///var/backup");
   }
+  // Every change written into the source would come back as a new change: a loop.
+  const auto itself = [&](const std::string& option, const std::string& location) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     option + ": " + location +
+                         " is the source database itself; replicating "
+                         "into it would write every record again and again; name another database");
+  };
   if (!target) {
     auto parsed = ConnectionString::Parse(connection_string);
     if (!parsed) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "connectionString: " + RedactSecrets(parsed.error().message));
+    }
+    if (context.source != nullptr) {
+      std::string location = NormalizedLocation(StoreLocation(*parsed));
+      if (location == NormalizedLocation(context.source->Describe())) {
+        return itself("connectionString", location);
+      }
+    }
+  } else if (context.source != nullptr) {
+    // Private memory stores all describe themselves as "memory://": only folders compare.
+    std::string location = NormalizedLocation(context.source->Describe());
+    if (target == context.source ||
+        (location.rfind("file://", 0) == 0 && NormalizedLocation(target->Describe()) == location)) {
+      return itself("target_database", location);
     }
   }
   return std::unique_ptr<Driver>(

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/option_keys.h"
 #include "s3db/storage.h"
 
 namespace s3db::replicator::network {
@@ -33,6 +34,16 @@ std::string Describe(const Json& value) {
   std::string text = ToJson(value);
   if (text.size() > 60) text = text.substr(0, 57) + "...";
   return text;
+}
+
+// The kind of a value, never the value: a string option may hold a secret written without
+// quotes (token: 12345), and the error must not print it.
+std::string KindOf(const Json& value) {
+  if (value.is_number()) return "a number";
+  if (value.is_bool()) return "true or false";
+  if (value.is_object()) return "an object";
+  if (value.is_array()) return "an array";
+  return "a " + std::string(boost::json::to_string(value.kind()));
 }
 
 std::string KeyPath(std::string_view path, std::string_view key) {
@@ -89,8 +100,8 @@ Result<std::optional<std::string>> ReadString(const JsonObject& config, std::str
   const Json* value = config.if_contains(key);
   if (value == nullptr || value->is_null()) return std::optional<std::string>();
   if (!value->is_string()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     KeyPath(path, key) + ": expected a string, got " + Describe(*value));
+    return MakeError(ErrorCode::kInvalidArgument, KeyPath(path, key) + ": expected a string, got " +
+                                                      KindOf(*value) + " (quote the value)");
   }
   return std::optional<std::string>(std::string(value->get_string()));
 }
@@ -152,8 +163,11 @@ Status RefuseUnknownKeys(const JsonObject& config, std::initializer_list<std::st
       if (!list.empty()) list += ", ";
       list += name;
     }
+    std::vector<std::string_view> names(known.begin(), known.end());
+    std::string best = ClosestName(entry.key(), names);
     return MakeError(ErrorCode::kInvalidArgument,
-                     KeyPath(path, entry.key()) + ": unknown option (known: " + list + ")");
+                     KeyPath(path, entry.key()) + ": unknown option (known: " + list + ")" +
+                         (best.empty() ? "" : " (did you mean '" + best + "'?)"));
   }
   return Ok();
 }

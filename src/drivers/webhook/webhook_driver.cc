@@ -10,6 +10,8 @@
 #include "drivers/webhook/change_payload.h"
 #include "formats/datetime.h"
 #include "net/sigv4.h"
+#include "s3db/storage.h"
+#include "storage/url_secrets.h"
 
 namespace s3db::replicator {
 namespace {
@@ -371,6 +373,8 @@ std::vector<std::string> WebhookDriver::Secrets(const WebhookOptions& options) {
   for (const auto& [name, value] : options.headers) {
     if (network::IsSensitiveHeader(name)) network::AddHeaderSecrets(value, secrets);
   }
+  // The URL's user-info password (sent as basic auth) and its secret query values.
+  for (std::string& secret : UrlSecrets(options.url)) secrets.push_back(std::move(secret));
   return network::RegisterSecrets(std::move(secrets));
 }
 
@@ -681,6 +685,9 @@ std::vector<DeliveryResult> WebhookDriver::Settle(std::span<const DeliveryItem> 
               std::min<double>(static_cast<double>(options_.retry_delay.count()) * factor,
                                static_cast<double>(kMaxRetryDelay.count()));
           result.retry_after = std::chrono::milliseconds(static_cast<std::int64_t>(delay));
+          if (context_.max_retry_delay.count() > 0) {
+            result.retry_after = std::min(result.retry_after, context_.max_retry_delay);
+          }
         }
         break;
       }

@@ -752,8 +752,10 @@ class SqliteChangeLog : public ChangeLog {
   };
 
   // A prepared change written to the journal and not yet moved into SQLite.
+  // Only its text and identity: the records themselves live in the tail, which may let them
+  // go before the move.
   struct Journaled {
-    std::shared_ptr<const LoggedChange> logged;
+    std::shared_ptr<const Change> header;  // the change without its before/after records
     std::shared_ptr<const Encoded> encoded;
   };
 
@@ -1255,7 +1257,14 @@ class SqliteChangeLog : public ChangeLog {
         return written;
       }
       logged->sequence = sequence;
-      unmoved_.emplace(sequence, Journaled{logged, std::move(encoded)});
+      auto header = std::make_shared<Change>();
+      header->resource = change.resource;
+      header->id = change.id;
+      header->revision = change.revision;
+      header->action = change.action;
+      header->timestamp_ms = change.timestamp_ms;
+      header->write_id = change.write_id;
+      unmoved_.emplace(sequence, Journaled{std::move(header), std::move(encoded)});
       UpdateStoredThrough();
       if (unmoved_.size() >= kMoveBatch) move_soon_.store(true);
     }
@@ -1264,7 +1273,7 @@ class SqliteChangeLog : public ChangeLog {
     return Ok();
   }
 
-  static constexpr std::size_t kMoveBatch = 4096;  // a move is due at once past this many
+  static constexpr std::size_t kMoveBatch = 1024;  // a move is due at once past this many
 
   std::string JournalPath(std::uint64_t generation) const {
     return options_.path + "-prepared-" + std::to_string(generation);
@@ -1415,8 +1424,8 @@ class SqliteChangeLog : public ChangeLog {
         }
       }
       S3DB_RETURN_IF_ERROR(
-          InsertEncoded(sequence, journaled.logged->change, *journaled.encoded, {}, {}));
-      if (pending) S3DB_RETURN_IF_ERROR(InsertPending(sequence, journaled.logged->change));
+          InsertEncoded(sequence, *journaled.header, *journaled.encoded, {}, {}));
+      if (pending) S3DB_RETURN_IF_ERROR(InsertPending(sequence, *journaled.header));
     }
     return Ok();
   }
@@ -1525,13 +1534,13 @@ class SqliteChangeLog : public ChangeLog {
   // read what was just appended, need no SQLite read and no JSON parse. It holds every
   // stored change above tail_floor_ (a read from at or above the floor is answered from it
   // alone); the oldest are dropped past kTailBytes, and settled ones at compaction.
-  static constexpr std::size_t kTailBytes = 8 << 20;
+  static constexpr std::size_t kTailBytes = 4 << 20;
 
   static std::size_t ApproximateBytes(const Change& change) {
     // A parsed record takes a few times its text; this only bounds the tail roughly.
     std::size_t bytes = 256 + change.resource.size() + change.id.size();
     for (const auto* record : {&change.before, &change.after}) {
-      if (*record) bytes += 3 * ApproximateTextBytes(**record);
+      if (*record) bytes += 4 * ApproximateTextBytes(**record);
     }
     return bytes;
   }

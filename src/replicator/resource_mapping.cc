@@ -4,6 +4,7 @@
 #include <cctype>
 #include <iterator>
 
+#include "core/option_keys.h"
 #include "s3db/replicator/replicator_plugin.h"
 
 namespace s3db::replicator {
@@ -57,23 +58,6 @@ Result<std::vector<Action>> ParseActions(const Json& value, const std::string& p
 
 constexpr const char* kEngineKeys[] = {"resource", "transform", "actions", "shouldReplicate"};
 
-std::size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                  std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 // "unknown key; expected one of resource, table, transform, actions, shouldReplicate (did you
 // mean 'transform'?)"
 std::string UnknownKeyMessage(std::string_view key, const std::vector<std::string>& driver_keys,
@@ -82,17 +66,13 @@ std::string UnknownKeyMessage(std::string_view key, const std::vector<std::strin
   known.insert(known.end(), driver_keys.begin(), driver_keys.end());
   known.insert(known.end(), std::begin(kEngineKeys) + 1, std::end(kEngineKeys));
   std::string message = "unknown key; expected one of ";
-  std::string best;
-  std::size_t best_distance = 3;  // suggest only close names
+  std::vector<std::string_view> names;
   for (std::size_t i = 0; i < known.size(); ++i) {
     if (i) message += ", ";
     message += known[i];
-    std::size_t distance = EditDistance(key, known[i]);
-    if (distance < best_distance) {
-      best_distance = distance;
-      best = known[i];
-    }
+    names.push_back(known[i]);
   }
+  std::string best = ClosestName(key, names);
   message += driver_note;
   if (!best.empty()) message += " (did you mean '" + best + "'?)";
   return message;

@@ -19,7 +19,6 @@
 // journal_move_interval and deletes the journal files it emptied, and Open moves whatever a
 // dead process left there first. Until a change is moved, readers get it from the tail kept
 // in memory.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -1465,15 +1464,7 @@ class SqliteChangeLog : public ChangeLog {
     Status status = Ok();
     for (const JournalRecord& record : prepared) {
       std::uint64_t sequence = record.sequence;
-      if (abandoned.count(sequence)) {
-        // Moved before it was abandoned: it is still pending there, so it goes.
-        status = Exec(writer_, ("DELETE FROM changes WHERE seq=" + std::to_string(sequence) +
-                                " AND seq IN (SELECT seq FROM pending)")
-                                   .c_str());
-        if (status) status = Step(delete_pending_, "forget an abandoned change", sequence);
-        if (!status) break;
-        continue;
-      }
+      if (abandoned.count(sequence)) continue;  // settled below
       sqlite3_stmt* check = exists.get();
       bool stored;
       {
@@ -1481,13 +1472,7 @@ class SqliteChangeLog : public ChangeLog {
         sqlite3_bind_int64(check, 1, static_cast<sqlite3_int64>(sequence));
         stored = sqlite3_step(check) == SQLITE_ROW;
       }
-      if (stored) {  // moved before the process died; its pending row may not be cleared yet
-        if (confirmed.count(sequence)) {
-          status = Step(delete_pending_, "clear a confirmed change", sequence);
-        }
-        if (!status) break;
-        continue;
-      }
+      if (stored) continue;  // moved before the process died; its pending row is settled below
       Encoded encoded;
       encoded.has_before = record.before_json.has_value();
       encoded.has_after = record.after_json.has_value();
@@ -1499,17 +1484,14 @@ class SqliteChangeLog : public ChangeLog {
                                          : InsertIntentEncoded(record.change, encoded);
       if (!status) break;
     }
-    // A confirmation or an abandon can outlive the file of its prepared change (moved, with a
-    // pending row, before its write answered): it settles that row.
-    std::set<std::uint64_t> seen;
-    for (const JournalRecord& record : prepared) seen.insert(record.sequence);
+    // A change moved into SQLite before its write answered has a pending row there, which its
+    // confirmation or abandon settles, whether or not its own record is still in a journal.
     for (std::uint64_t sequence : confirmed) {
       if (!status) break;
-      if (!seen.count(sequence)) status = Step(delete_pending_, "clear a confirmed change", sequence);
+      status = Step(delete_pending_, "clear a confirmed change", sequence);
     }
     for (std::uint64_t sequence : abandoned) {
       if (!status) break;
-      if (seen.count(sequence)) continue;
       status = Exec(writer_, ("DELETE FROM changes WHERE seq=" + std::to_string(sequence) +
                               " AND seq IN (SELECT seq FROM pending)")
                                  .c_str());

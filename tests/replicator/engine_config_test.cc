@@ -43,7 +43,8 @@ TEST(DestinationKeys, AMisspeltKeyFailsWithItsPathAndTheKnownKeys) {
             "transform, actions, shouldReplicate (did you mean 'transform'?)");
   // In an array of destinations too, with the index in the path.
   EXPECT_EQ(ParseError(R"({"driver": "s3db", "config": {"connectionString": "memory://x"},
-                           "resources": {"users": ["a", {"resource": "b", "action": ["insert"]}]}})"),
+                           "resources": {"users": ["a",
+                                                   {"resource": "b", "action": ["insert"]}]}})"),
             "replicators[0].resources.users[1].action: unknown key; expected one of resource, "
             "transform, actions, shouldReplicate (did you mean 'actions'?)");
   // A key far from every known one gets no suggestion.

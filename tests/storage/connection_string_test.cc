@@ -12,7 +12,8 @@ namespace {
 using Scheme = ConnectionString::Scheme;
 
 TEST(ConnectionStringTest, ParsesAwsForm) {
-  auto parsed = ConnectionString::Parse("s3://AKID:se%2Fcret@my-bucket/databases/app?region=eu-west-1");
+  auto parsed =
+      ConnectionString::Parse("s3://AKID:se%2Fcret@my-bucket/databases/app?region=eu-west-1");
   S3DB_ASSERT_OK(parsed);
   EXPECT_EQ(parsed->scheme, Scheme::kS3);
   EXPECT_EQ(parsed->access_key, "AKID");

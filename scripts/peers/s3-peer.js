@@ -28,9 +28,12 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
+const { Transform } = require('stream');
+const { pipeline } = require('stream/promises');
 const S3rver = require('@20minutes/s3rver');
 const S3Error = require('@20minutes/s3rver/lib/models/error');
 const FilesystemStore = require('@20minutes/s3rver/lib/stores/filesystem');
+const S3Object = require('@20minutes/s3rver/lib/models/object');
 
 const directory = process.env.S3_DIR;
 if (!directory) {
@@ -98,6 +101,134 @@ FilesystemStore.prototype.deleteObject = async function deleteObjectAndEmptyFold
     folders.pop();
   }
 };
+
+// --- Whole objects only ---------------------------------------------------------------------
+// s3rver keeps an object as three files (body, .md5, metadata.json) and overwrites each in place;
+// for a buffer body it even reports the write done before the bytes are written. A peer stopped
+// or killed during a PUT then kept a torn body or metadata file: the key answered 500 to every
+// GET (metadata.json cut short) or an ETag that is not its body's MD5. Here each file is written
+// to a temporary name beside it and renamed over the old one, and the .md5 file is removed before
+// the body is replaced and written again after it: s3rver computes a missing one from the body,
+// so at any moment of a kill the ETag matches the body that is there. Temporary files end with
+// kPartialMarker + a number, which no listing shows, and are deleted at start.
+const kPartialMarker = '.s3peer-partial-';
+let partialCounter = 0;
+const partialPathOf = (finalPath) => `${finalPath}${kPartialMarker}${process.pid}-${++partialCounter}`;
+
+async function unlinkIfPresent(file) {
+  try {
+    await fs.promises.unlink(file);
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw error;
+  }
+}
+
+// Writes `content` (a Buffer, a string or a readable stream) to a temporary file beside
+// finalPath; resolves once every byte is written, with the file, its size and MD5.
+async function writePartial(finalPath, content) {
+  const partial = partialPathOf(finalPath);
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  try {
+    if (Buffer.isBuffer(content) || typeof content === 'string') {
+      const bytes = Buffer.from(content);
+      md5.update(bytes);
+      size = bytes.length;
+      await fs.promises.writeFile(partial, bytes);
+    } else {
+      const hashing = new Transform({
+        transform(chunk, encoding, done) {
+          md5.update(chunk, encoding);
+          size += chunk.length;
+          done(null, chunk);
+        },
+      });
+      await pipeline(content, hashing, fs.createWriteStream(partial));
+    }
+  } catch (error) {
+    await unlinkIfPresent(partial);
+    throw error;
+  }
+  return { partial, size, md5: md5.digest('hex') };
+}
+
+async function replaceFile(finalPath, content) {
+  const { partial } = await writePartial(finalPath, content);
+  await fs.promises.rename(partial, finalPath);
+}
+
+function storedMetadata(metadata) {
+  return Object.fromEntries(Object.entries(metadata || {}).filter(([name]) =>
+    S3Object.ALLOWED_METADATA.includes(name) || name.startsWith('x-amz-meta-')));
+}
+
+FilesystemStore.prototype.putObject = async function putWholeObject(object) {
+  const bodyPath = this.getResourcePath(object.bucket, object.key, 'object');
+  const md5Path = this.getResourcePath(object.bucket, object.key, 'object.md5');
+  const metadataPath = this.getResourcePath(object.bucket, object.key, 'metadata.json');
+  await fs.promises.mkdir(path.dirname(bodyPath), { recursive: true });
+  const body = await writePartial(bodyPath, object.content);
+  try {
+    const metadata = await writePartial(metadataPath,
+      JSON.stringify(storedMetadata(object.metadata), null, 2));
+    await unlinkIfPresent(md5Path);
+    await fs.promises.rename(metadata.partial, metadataPath);
+    await fs.promises.rename(body.partial, bodyPath);
+  } catch (error) {
+    await unlinkIfPresent(body.partial);
+    throw error;
+  }
+  await replaceFile(md5Path, body.md5);
+  return { size: body.size, md5: body.md5 };
+};
+
+// A copy is a whole write of the source's body and metadata (or the replacement metadata).
+FilesystemStore.prototype.copyObject = async function copyWholeObject(
+  sourceBucket, sourceKey, bucket, key, replacementMetadata) {
+  const sourceMetadata = await this.getMetadata(sourceBucket, sourceKey);
+  const content = await fs.promises.readFile(this.getResourcePath(sourceBucket, sourceKey, 'object'));
+  await this.putObject({ bucket, key, content, metadata: replacementMetadata || sourceMetadata });
+  return this.getMetadata(bucket, key);
+};
+
+// s3rver writes a missing .md5 file in place when it reads an object. Here a missing one is
+// computed and not kept: listings read objects outside the key's lock, and a kept MD5 of the
+// body being replaced could outlive the new body's.
+FilesystemStore.prototype.getMetadata = async function getMetadataOfWholeObject(bucket, key) {
+  const bodyPath = this.getResourcePath(bucket, key, 'object');
+  const md5Path = this.getResourcePath(bucket, key, 'object.md5');
+  const metadataPath = this.getResourcePath(bucket, key, 'metadata.json');
+  const stat = await fs.promises.stat(bodyPath);  // ENOENT: no such object
+  let metadata;
+  try {
+    metadata = JSON.parse(await fs.promises.readFile(metadataPath, 'utf8'));
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw error;
+  }
+  let md5;
+  try {
+    md5 = await fs.promises.readFile(md5Path, 'utf8');
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw error;
+    md5 = crypto.createHash('md5').update(await fs.promises.readFile(bodyPath)).digest('hex');
+  }
+  return {
+    ...metadata,
+    etag: JSON.stringify(md5),
+    'last-modified': stat.mtime.toUTCString(),
+    'content-length': stat.size,
+  };
+};
+
+// Partial files of a peer that was killed are not objects: delete them before serving.
+function deletePartialFiles(folder) {
+  for (const entry of fs.readdirSync(folder, { withFileTypes: true })) {
+    const entryPath = path.join(folder, entry.name);
+    if (entry.isDirectory()) deletePartialFiles(entryPath);
+    else if (entry.name.includes(kPartialMarker)) fs.unlinkSync(entryPath);
+  }
+}
+deletePartialFiles(directory);
 
 const server = new S3rver({
   directory,

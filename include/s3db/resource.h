@@ -75,6 +75,16 @@ class Resource {
   // kNotFound when missing.
   Status Delete(std::string_view id);
 
+  // Read-modify-write for callers that decide from the stored record (a replication target
+  // that keeps a newer revision, say): `next` gets the current record (nullopt when missing)
+  // and returns the record to store, nullopt to leave the stored one as it is, or an error.
+  // Stored under If-Match / If-None-Match like Update, and `next` is called again after a
+  // lost race. Returns the record as stored, or nullopt when `next` left it (nothing written,
+  // no change emitted).
+  using Rewrite =
+      std::function<Result<std::optional<JsonObject>>(const std::optional<JsonObject>& current)>;
+  Result<std::optional<JsonObject>> Modify(std::string_view id, const Rewrite& next);
+
   // Parallel; one result per input, in input order.
   std::vector<Result<JsonObject>> InsertMany(std::vector<JsonObject> records);
   std::vector<Result<JsonObject>> GetMany(const std::vector<std::string>& ids);
@@ -110,12 +120,10 @@ class Resource {
   Result<std::pair<Object, JsonObject>> ReadRecord(std::string_view id);
   Result<std::pair<JsonObject, std::string>> Load(std::string_view id);
   Result<std::uint64_t> TombstoneRevision(std::string_view id);
-  // Read-modify-write under If-Match, retried on conflicts. `modify` gets the current record
-  // (nullopt when missing) and returns the new one or an error.
-  using Modifier =
-      std::function<Result<JsonObject>(const std::optional<JsonObject>& current)>;
-  Result<JsonObject> Write(std::string_view id, const Modifier& modify);
-  Status Emit(Change change);
+  // Modify for the methods that always write: a `next` that returns nullopt is an error.
+  Result<JsonObject> Write(std::string_view id, const Rewrite& next);
+  // Hands `change` to the plugins (OnChange); `change` itself is left as it was.
+  Status Emit(Change& change);
   Status CheckOpen() const;
   // Finishes a delete whose process died after claiming the revision (marker older than a
   // few seconds): writes the tombstone, removes the marker and emits the delete change.

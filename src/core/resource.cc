@@ -241,7 +241,7 @@ Result<std::uint64_t> Resource::TombstoneRevision(std::string_view id) {
   return record ? RevisionOf(*record) : 0;
 }
 
-Status Resource::Emit(Change change) {
+Status Resource::Emit(Change& change) {
   change.resource = name();
   if (change.timestamp_ms == 0) change.timestamp_ms = NowMs();
   return database_.DeliverChange(change);
@@ -346,7 +346,7 @@ Result<bool> Resource::FinishStaleDelete(std::string_view id) {
   if (const Json* before = marker->if_contains(kBeforeField); before && before->is_object()) {
     change.before = before->get_object();
   }
-  S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
+  S3DB_RETURN_IF_ERROR(Emit(change));
   return true;
 }
 
@@ -375,7 +375,16 @@ Result<bool> Resource::FinishClaimedDelete(std::string_view id, const std::strin
   return true;
 }
 
-Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) {
+Result<JsonObject> Resource::Write(std::string_view id, const Rewrite& next) {
+  S3DB_ASSIGN_OR_RETURN(std::optional<JsonObject> written, Modify(id, next));
+  if (!written) {
+    return MakeError(ErrorCode::kInternal, "record '" + std::string(id) + "' of resource '" +
+                                               name() + "': the write was skipped");
+  }
+  return std::move(*written);
+}
+
+Result<std::optional<JsonObject>> Resource::Modify(std::string_view id, const Rewrite& modify) {
   S3DB_RETURN_IF_ERROR(ValidateId(id));
   S3DB_RETURN_IF_ERROR(CheckOpen());
   int retries = database_.options().max_conflict_retries;
@@ -395,7 +404,9 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
       return tl::unexpected(loaded.error());
     }
 
-    S3DB_ASSIGN_OR_RETURN(JsonObject next, modify(current));
+    S3DB_ASSIGN_OR_RETURN(std::optional<JsonObject> wanted, modify(current));
+    if (!wanted) return std::optional<JsonObject>();  // the stored record stays
+    JsonObject next = std::move(*wanted);
     std::uint64_t revision;
     if (current) {
       revision = RevisionOf(*current) + 1;
@@ -423,7 +434,7 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
     change.revision = revision;
     change.action = current ? Action::kUpdate : Action::kInsert;
     change.before = std::move(current);
-    change.after = next;
+    change.after = std::move(next);
     S3DB_RETURN_IF_ERROR(PrepareChange(change, options));
     auto put = store_.Put(DataKey(id), body, options);
     if (!put) {
@@ -437,8 +448,8 @@ Result<JsonObject> Resource::Write(std::string_view id, const Modifier& modify) 
         return tl::unexpected(put.error());
       }
     }
-    S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
-    return next;
+    S3DB_RETURN_IF_ERROR(Emit(change));
+    return std::move(change.after);
   }
   return MakeError(ErrorCode::kConflict, "record '" + std::string(id) + "' of resource '" + name() +
                                              "' kept changing under concurrent writers (" +
@@ -482,7 +493,7 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
   change.id = id;
   change.revision = revision;
   change.action = Action::kInsert;
-  change.after = record;
+  change.after = std::move(record);
   S3DB_RETURN_IF_ERROR(PrepareChange(change, options));
   auto put = store_.Put(DataKey(id), body, options);
   if (!put) {
@@ -495,7 +506,7 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
     if (!existing && existing.error().code == ErrorCode::kConflict) {
       S3DB_ASSIGN_OR_RETURN(bool gone, FinishStaleDelete(id));
       if (gone) {
-        data = std::move(record);
+        data = std::move(*change.after);
         data.erase(kRevisionField);
         return Insert(std::move(data));
       }
@@ -510,8 +521,8 @@ Result<JsonObject> Resource::Insert(JsonObject data) {
     }
     return tl::unexpected(put.error());
   }
-  S3DB_RETURN_IF_ERROR(Emit(std::move(change)));
-  return record;
+  S3DB_RETURN_IF_ERROR(Emit(change));
+  return std::move(*change.after);
 }
 
 Result<JsonObject> Resource::Get(std::string_view id) {
@@ -541,15 +552,16 @@ Result<bool> Resource::Exists(std::string_view id) {
 }
 
 Result<JsonObject> Resource::Update(std::string_view id, const JsonObject& changes) {
-  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
-    if (!current) {
-      return MakeError(ErrorCode::kNotFound,
-                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
-    }
-    JsonObject next = *current;
-    DeepMerge(next, changes);
-    return next;
-  });
+  return Write(
+      id, [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        if (!current) {
+          return MakeError(ErrorCode::kNotFound, "record '" + std::string(id) +
+                                                     "' not found in resource '" + name() + "'");
+        }
+        JsonObject next = *current;
+        DeepMerge(next, changes);
+        return next;
+      });
 }
 
 Result<JsonObject> Resource::Upsert(JsonObject data) {
@@ -559,28 +571,32 @@ Result<JsonObject> Resource::Upsert(JsonObject data) {
                      "resource '" + name() + "': upsert needs a string id in the record");
   }
   std::string id(given->get_string());
-  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
-    if (!current) return data;
-    JsonObject next = *current;
-    DeepMerge(next, data);
-    return next;
-  });
+  return Write(id,
+               [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+                 if (!current) return data;
+                 JsonObject next = *current;
+                 DeepMerge(next, data);
+                 return next;
+               });
 }
 
 Result<JsonObject> Resource::Replace(std::string_view id, JsonObject data) {
-  return Write(id, [&](const std::optional<JsonObject>&) -> Result<JsonObject> { return data; });
+  return Write(id, [&](const std::optional<JsonObject>&) -> Result<std::optional<JsonObject>> {
+    return data;  // a copy: a lost race calls this again
+  });
 }
 
 Result<JsonObject> Resource::Patch(std::string_view id, const JsonObject& fields) {
-  return Write(id, [&](const std::optional<JsonObject>& current) -> Result<JsonObject> {
-    if (!current) {
-      return MakeError(ErrorCode::kNotFound,
-                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
-    }
-    JsonObject next = *current;
-    for (const auto& [key, value] : fields) next[key] = value;
-    return next;
-  });
+  return Write(
+      id, [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        if (!current) {
+          return MakeError(ErrorCode::kNotFound, "record '" + std::string(id) +
+                                                     "' not found in resource '" + name() + "'");
+        }
+        JsonObject next = *current;
+        for (const auto& [key, value] : fields) next[key] = value;
+        return next;
+      });
 }
 
 Status Resource::Delete(std::string_view id) {
@@ -642,7 +658,7 @@ Status Resource::Delete(std::string_view id) {
     // record, the next writer finishes it, and the intent stays with the plugins.
     S3DB_RETURN_IF_ERROR(store_.Put(TombstoneKey(id), ToJson(tombstone)));
     S3DB_RETURN_IF_ERROR(store_.Delete(DataKey(id)));
-    return Emit(std::move(change));
+    return Emit(change);
   }
   return MakeError(ErrorCode::kConflict,
                    "record '" + std::string(id) + "' kept changing while being deleted; retry");

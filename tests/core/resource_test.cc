@@ -163,6 +163,77 @@ TEST_P(ResourceTest, ManyCallsAndDeleteAllEmitOneChangePerRecord) {
   EXPECT_EQ(plugin_->Snapshot().size(), 80u);
 }
 
+TEST_P(ResourceTest, ModifyWritesWhatItsFunctionReturnsOrLeavesTheRecordAndEmitsNothing) {
+  S3DB_ASSERT_OK(users_->Insert(Object(R"({"id": "u1", "name": "Ann", "age": 30})")));
+  std::vector<std::optional<JsonObject>> seen;
+  auto keep = users_->Modify(
+      "u1", [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        seen.push_back(current);
+        return std::nullopt;
+      });
+  S3DB_ASSERT_OK(keep);
+  EXPECT_FALSE(keep->has_value());
+  ASSERT_EQ(seen.size(), 1u);
+  ASSERT_TRUE(seen[0].has_value());
+  EXPECT_EQ(seen[0]->at("name").as_string(), "Ann");
+  EXPECT_EQ(plugin_->Snapshot().size(), 1u);  // the insert only
+  EXPECT_EQ(users_->Get("u1")->at("_rev").to_number<std::uint64_t>(), 1u);
+
+  auto older = users_->Modify(
+      "u1", [](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        JsonObject next = *current;
+        next["age"] = 31;
+        return next;
+      });
+  S3DB_ASSERT_OK(older);
+  ASSERT_TRUE(older->has_value());
+  EXPECT_EQ((*older)->at("_rev").to_number<std::uint64_t>(), 2u);
+  EXPECT_EQ(users_->Get("u1")->at("age").to_number<int>(), 31);
+  auto changes = plugin_->Snapshot();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].action, Action::kUpdate);
+  EXPECT_EQ(changes[1].after->at("age").to_number<int>(), 31);
+  EXPECT_EQ(*changes[1].after, **older);  // what it returns is what was stored and emitted
+
+  // A missing record: the function sees nullopt, and what it returns is inserted.
+  auto created = users_->Modify(
+      "u2", [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        EXPECT_FALSE(current.has_value());
+        return Object(R"({"name": "Bo"})");
+      });
+  S3DB_ASSERT_OK(created);
+  EXPECT_EQ(plugin_->Snapshot().back().action, Action::kInsert);
+  EXPECT_EQ(users_->Get("u2")->at("name").as_string(), "Bo");
+
+  // Its errors are the call's, and nothing is written.
+  auto refused = users_->Modify(
+      "u2", [](const std::optional<JsonObject>&) -> Result<std::optional<JsonObject>> {
+        return MakeError(ErrorCode::kInvalidArgument, "no thanks");
+      });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "no thanks");
+  EXPECT_EQ(plugin_->Snapshot().size(), 3u);
+}
+
+TEST_P(ResourceTest, ModifyCallsItsFunctionAgainWithTheWinnerAfterALostRace) {
+  S3DB_ASSERT_OK(users_->Insert(Object(R"({"id": "u1", "name": "Ann", "age": 1})")));
+  int calls = 0;
+  auto result = users_->Modify(
+      "u1", [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
+        if (++calls == 1) {
+          // Another writer stores a newer version between this read and this write.
+          EXPECT_TRUE(users_->Update("u1", Object(R"({"age": 2})")).has_value());
+        }
+        JsonObject next = *current;
+        next["age"] = current->at("age").to_number<int>() * 10;
+        return next;
+      });
+  S3DB_ASSERT_OK(result);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(users_->Get("u1")->at("age").to_number<int>(), 20);
+  EXPECT_EQ(users_->Get("u1")->at("_rev").to_number<std::uint64_t>(), 3u);
+}
+
 TEST_P(ResourceTest, ListPagesAndQueries) {
   for (int i = 0; i < 12; ++i) {
     JsonObject record = Object(R"({"name": "n", "address": {"city": "c"}})");

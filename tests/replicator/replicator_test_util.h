@@ -165,6 +165,7 @@ class SwitchableStore final : public ObjectStore {
   explicit SwitchableStore(std::unique_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
   void SetDown(bool down) { down_.store(down); }
   std::atomic<int> failed_calls{0};
+  std::atomic<int> gets{0};  // Get calls, down or not
 
   Result<ObjectInfo> Put(std::string_view key, std::string_view body,
                          const PutOptions& options) override {
@@ -172,6 +173,7 @@ class SwitchableStore final : public ObjectStore {
     return inner_->Put(key, body, options);
   }
   Result<Object> Get(std::string_view key) override {
+    ++gets;
     if (Down()) return Unavailable();
     return inner_->Get(key);
   }

@@ -183,53 +183,56 @@ class S3dbDriver : public Driver {
   DeliveryResult Apply(const DeliveryItem& item) {
     auto resource = TargetResource(item);
     if (!resource) return FromError(resource.error());
-    auto current = (*resource)->GetOrNull(item.id);
-    if (!current) return FromError(current.error());
-    std::uint64_t target_revision = *current ? UnsignedField(**current, kSourceRevisionField) : 0;
+    if (item.action == Action::kDelete) return ApplyDelete(**resource, item);
 
-    if (item.action == Action::kDelete) {
+    // One read of the target's record per attempt: a record that already has this revision of
+    // the source's, or a newer one, stays, and so does a record deleted at a newer revision.
+    auto next = [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
       if (item.revision > 0) {
-        if (*current && target_revision > item.revision) return DeliveryResult::Delivered();
-        auto deleted = DeletedRevision(item.target, item.id);
-        if (!deleted) return FromError(deleted.error());
-        if (*deleted < item.revision) {
-          JsonObject marker;
-          marker["rev"] = item.revision;
-          marker["deletedAt"] = item.timestamp_ms;
-          auto put = target_->store().Put(DeletedMarkerKey(item.target, item.id),
-                                          ToJson(marker));
-          if (!put) return FromError(put.error());
+        if (current) {
+          if (UnsignedField(*current, kSourceRevisionField) >= item.revision) return std::nullopt;
+        } else {
+          S3DB_ASSIGN_OR_RETURN(std::uint64_t deleted, DeletedRevision(item.target, item.id));
+          if (deleted >= item.revision) return std::nullopt;
         }
       }
-      if (!*current) return DeliveryResult::Delivered();
-      auto deleted = (*resource)->Delete(item.id);
-      if (!deleted && deleted.error().code != ErrorCode::kNotFound) {
-        return FromError(deleted.error());
-      }
-      return DeliveryResult::Delivered();
-    }
-
-    if (item.revision > 0) {
-      if (*current && target_revision >= item.revision) return DeliveryResult::Delivered();
-      if (!*current) {
-        auto deleted = DeletedRevision(item.target, item.id);
-        if (!deleted) return FromError(deleted.error());
-        if (*deleted >= item.revision) return DeliveryResult::Delivered();
-      }
-    }
-    auto target_record = [&item] {
       JsonObject record = item.data;
       record.erase(kRevisionField);
       record[kIdField] = item.id;
       record[kSourceRevisionField] = item.revision;
       return record;
     };
-    auto written = (*resource)->Replace(item.id, target_record());
-    if (!written && written.error().code == ErrorCode::kConflict && !*current &&
+    auto written = resource.value()->Modify(item.id, next);
+    if (!written && written.error().code == ErrorCode::kConflict &&
         RemoveAbandonedDeletion(item.target, item.id)) {
-      written = (*resource)->Replace(item.id, target_record());
+      written = resource.value()->Modify(item.id, next);
     }
     if (!written) return FromError(written.error());
+    return DeliveryResult::Delivered();
+  }
+
+  DeliveryResult ApplyDelete(Resource& resource, const DeliveryItem& item) {
+    auto current = resource.GetOrNull(item.id);
+    if (!current) return FromError(current.error());
+    if (item.revision > 0) {
+      if (*current && UnsignedField(**current, kSourceRevisionField) > item.revision) {
+        return DeliveryResult::Delivered();
+      }
+      auto deleted = DeletedRevision(item.target, item.id);
+      if (!deleted) return FromError(deleted.error());
+      if (*deleted < item.revision) {
+        JsonObject marker;
+        marker["rev"] = item.revision;
+        marker["deletedAt"] = item.timestamp_ms;
+        auto put = target_->store().Put(DeletedMarkerKey(item.target, item.id), ToJson(marker));
+        if (!put) return FromError(put.error());
+      }
+    }
+    if (!*current) return DeliveryResult::Delivered();
+    auto deleted = resource.Delete(item.id);
+    if (!deleted && deleted.error().code != ErrorCode::kNotFound) {
+      return FromError(deleted.error());
+    }
     return DeliveryResult::Delivered();
   }
 

@@ -376,7 +376,7 @@ bool Dispatcher::FillWindow() {
   std::uint64_t head = context_.log->LastSequence();
   while (!stopping_.load() && window_.size() < max_window_ && cursor_ < head) {
     std::size_t want = std::min(kReadChunk, max_window_ - window_.size());
-    auto changes = context_.log->ReadFrom(cursor_, want);
+    auto changes = context_.log->ReadShared(cursor_, want);
     if (!changes) {
       ReplicatorError error;
       error.message = "cannot read the change log: " + changes.error().message;
@@ -390,45 +390,45 @@ bool Dispatcher::FillWindow() {
       return true;
     }
     for (auto& logged : *changes) {
-      cursor_ = logged.sequence;
+      cursor_ = logged->sequence;
       Route(std::move(logged));
     }
   }
   return true;
 }
 
-void Dispatcher::Route(LoggedChange logged) {
-  const std::uint64_t sequence = logged.sequence;
-  if (!logged.only_replicator.empty() && logged.only_replicator != config_.id) {
+void Dispatcher::Route(std::shared_ptr<const LoggedChange> logged) {
+  const std::uint64_t sequence = logged->sequence;
+  if (!logged->only_replicator.empty() && logged->only_replicator != config_.id) {
     SettleEntry(sequence, "skipped");
     return;
   }
-  if (!Maps(logged.change.resource)) {
+  if (!Maps(logged->change.resource)) {
     SettleEntry(sequence, "skipped");
     return;
   }
   const std::vector<Destination>* destinations = nullptr;
   const std::vector<JsonObject>* options = nullptr;
   std::vector<Destination> same_name;  // every_resource: one destination of the same name
-  if (auto route = config_.routes.find(logged.change.resource); route != config_.routes.end()) {
+  if (auto route = config_.routes.find(logged->change.resource); route != config_.routes.end()) {
     destinations = &route->second;
-    options = &destination_options_.find(logged.change.resource)->second;
+    options = &destination_options_.find(logged->change.resource)->second;
   } else {
     Destination destination;
-    destination.resource = logged.change.resource;
+    destination.resource = logged->change.resource;
     destination.actions = {Action::kInsert, Action::kUpdate, Action::kDelete};
     same_name.push_back(std::move(destination));
     destinations = &same_name;
   }
   WindowEntry& entry = window_[sequence];
   entry.logged = std::move(logged);
-  const Change& change = entry.logged.change;
+  const Change& change = entry.logged->change;
   entry.open_items = 1;  // held until routing is done
   std::uint64_t filtered = 0;
 
   for (std::size_t i = 0; i < destinations->size(); ++i) {
     const Destination& destination = (*destinations)[i];
-    const std::string& only = entry.logged.only_destination;
+    const std::string& only = entry.logged->only_destination;
     if (!only.empty() && destination.resource != only) continue;
     if (std::find(destination.actions.begin(), destination.actions.end(), change.action) ==
         destination.actions.end()) {
@@ -515,8 +515,7 @@ void Dispatcher::Route(LoggedChange logged) {
       item.data = data;
       EmitFailure(item, data, 0, 0, failure, failure_reason, false);
       ++entry.open_items;
-      if (SaveDeadLetter(entry.logged, destination.resource, failure_reason, failure, 0,
-                         true)) {
+      if (SaveDeadLetter(*entry.logged, destination.resource, failure_reason, failure, 0, true)) {
         --entry.open_items;
         entry.dead_any = true;
       }
@@ -717,13 +716,20 @@ void Dispatcher::DeliverBatch() {
                   std::to_string(attempt) + " attempts: " + work.last_error;
       }
       EmitFailure(work.item, work.item.data, attempt, duration_ms, message, reason, false);
-      if (SaveDeadLetter(window_[work.item.sequence].logged, work.item.target, reason, message,
+      if (SaveDeadLetter(*window_[work.item.sequence].logged, work.item.target, reason, message,
                          attempt, false)) {
         FinishHead(key, false);
         continue;
       }
       // Could not save the dead letter: keep the change and try again later.
+      std::lock_guard lock(stats_mutex_);
+      ++stats_.retried;
     } else {
+      {
+        // Counted before the event, so that whoever the event wakes sees it in the stats.
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.retried;
+      }
       EmitFailure(work.item, work.item.data, attempt, duration_ms, work.last_error,
                   result.outcome == Outcome::kUnauthorized ? "unauthorized" : "retryable", true);
     }
@@ -737,10 +743,6 @@ void Dispatcher::DeliverBatch() {
                                             ? result.retry_after
                                             : Backoff(std::max(1, work.attempts));
       when = std::max(now + delay, paused_until_);
-    }
-    {
-      std::lock_guard lock(stats_mutex_);
-      ++stats_.retried;
     }
     queue.in_flight = false;
     queue.scheduled = true;
@@ -813,7 +815,7 @@ void Dispatcher::UpdateSettledThrough() {
   std::uint64_t candidate = window_.empty() ? cursor_ : window_.begin()->first - 1;
   settled_through_.store(candidate);
   oldest_unsettled_ms_.store(window_.empty() ? 0
-                                             : window_.begin()->second.logged.change.timestamp_ms);
+                                             : window_.begin()->second.logged->change.timestamp_ms);
 }
 
 void Dispatcher::MaybeCheckpoint(Clock::duration min_interval) {

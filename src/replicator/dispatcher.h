@@ -118,7 +118,7 @@ class Dispatcher {
     bool scheduled = false;      // in ready_ or delayed_
   };
   struct WindowEntry {
-    LoggedChange logged;
+    std::shared_ptr<const LoggedChange> logged;  // shared with the change log's tail
     int open_items = 0;
     bool delivered_any = false;
     bool dead_any = false;
@@ -128,7 +128,7 @@ class Dispatcher {
   void Run();
   bool StartDriver();
   bool FillWindow();  // false when the log could not be read
-  void Route(LoggedChange logged);
+  void Route(std::shared_ptr<const LoggedChange> logged);
   void Enqueue(WorkItem item);
   void PromoteDueRetries(Clock::time_point now);
   void DeliverBatch();

@@ -20,10 +20,13 @@
 // dead process left there first. Until a change is moved, readers get it from the tail kept
 // in memory.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -34,11 +37,8 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
-
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
-#include <spdlog/spdlog.h>
 
 #include "replicator/change_log.h"
 #include "replicator/engine_util.h"
@@ -453,17 +453,50 @@ class SqliteChangeLog : public ChangeLog {
   }
 
   Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) override {
+    return Read<LoggedChange>(after, limit);
+  }
+
+  Result<std::vector<std::shared_ptr<const LoggedChange>>> ReadShared(std::uint64_t after,
+                                                                      std::size_t limit) override {
+    return Read<std::shared_ptr<const LoggedChange>>(after, limit);
+  }
+
+  // ReadFrom (Out = LoggedChange: the tail's changes copied) and ReadShared (Out = a shared
+  // pointer: the tail's changes as they are).
+  template <typename Out>
+  Result<std::vector<Out>> Read(std::uint64_t after, std::size_t limit) {
+    auto from_tail = [](std::vector<std::shared_ptr<const LoggedChange>> shared) {
+      if constexpr (std::is_same_v<Out, LoggedChange>) {
+        std::vector<LoggedChange> copies;
+        copies.reserve(shared.size());
+        for (const auto& change : shared) copies.push_back(*change);
+        return copies;
+      } else {
+        return shared;
+      }
+    };
     while (true) {
       std::uint64_t visible = last_sequence_.load();
       std::uint64_t floor;
-      if (auto recent = ReadFromTail(after, limit, visible, floor)) return std::move(*recent);
+      if (auto recent = ReadFromTail(after, limit, visible, floor)) {
+        return from_tail(std::move(*recent));
+      }
       // SQLite holds everything up to the tail's floor, not always what is above it (changes
       // still in the journal), so it is read only that far, and the tail gives the rest.
-      S3DB_ASSIGN_OR_RETURN(auto out, ReadFromSqlite(after, std::min(visible, floor), limit));
+      S3DB_ASSIGN_OR_RETURN(auto stored, ReadFromSqlite(after, std::min(visible, floor), limit));
+      std::vector<Out> out;
+      out.reserve(stored.size());
+      for (LoggedChange& logged : stored) {
+        if constexpr (std::is_same_v<Out, LoggedChange>) {
+          out.push_back(std::move(logged));
+        } else {
+          out.push_back(std::make_shared<const LoggedChange>(std::move(logged)));
+        }
+      }
       if (out.size() >= limit || floor >= visible) return out;
       std::uint64_t new_floor;
       if (auto recent = ReadFromTail(floor, limit - out.size(), visible, new_floor)) {
-        for (LoggedChange& logged : *recent) out.push_back(std::move(logged));
+        for (auto& logged : from_tail(std::move(*recent))) out.push_back(std::move(logged));
         return out;
       }
       if (!out.empty()) return out;
@@ -1551,23 +1584,17 @@ class SqliteChangeLog : public ChangeLog {
 
   // Changes above `after` up to `visible` from the tail, or nullopt when the tail does not hold
   // them all; `floor` is set to the tail's floor either way.
-  std::optional<std::vector<LoggedChange>> ReadFromTail(std::uint64_t after, std::size_t limit,
-                                                        std::uint64_t visible,
-                                                        std::uint64_t& floor) {
+  std::optional<std::vector<std::shared_ptr<const LoggedChange>>> ReadFromTail(
+      std::uint64_t after, std::size_t limit, std::uint64_t visible, std::uint64_t& floor) {
     std::vector<std::shared_ptr<const LoggedChange>> found;
-    {
-      std::lock_guard lock(tail_mutex_);
-      floor = tail_floor_;
-      if (after < tail_floor_) return std::nullopt;
-      for (auto it = tail_.upper_bound(after);
-           it != tail_.end() && it->first <= visible && found.size() < limit; ++it) {
-        found.push_back(it->second.change);
-      }
+    std::lock_guard lock(tail_mutex_);
+    floor = tail_floor_;
+    if (after < tail_floor_) return std::nullopt;
+    for (auto it = tail_.upper_bound(after);
+         it != tail_.end() && it->first <= visible && found.size() < limit; ++it) {
+      found.push_back(it->second.change);
     }
-    std::vector<LoggedChange> out;
-    out.reserve(found.size());
-    for (const auto& change : found) out.push_back(*change);  // copied outside the lock
-    return out;
+    return found;
   }
 
   // After a successful commit, before its changes become visible: the tail gets what the
@@ -1740,6 +1767,17 @@ class SqliteChangeLog : public ChangeLog {
 };
 
 }  // namespace
+
+Result<std::vector<std::shared_ptr<const LoggedChange>>> ChangeLog::ReadShared(std::uint64_t after,
+                                                                               std::size_t limit) {
+  S3DB_ASSIGN_OR_RETURN(auto changes, ReadFrom(after, limit));
+  std::vector<std::shared_ptr<const LoggedChange>> shared;
+  shared.reserve(changes.size());
+  for (LoggedChange& logged : changes) {
+    shared.push_back(std::make_shared<const LoggedChange>(std::move(logged)));
+  }
+  return shared;
+}
 
 Result<FsyncPolicy> ParseFsyncPolicy(std::string_view name) {
   if (name == "always") return FsyncPolicy::kAlways;

@@ -363,6 +363,16 @@ TEST(SqliteChangeLog, DeadLettersAreListedRequeuedAndPurged) {
 
 // What a reader gets, field by field, so that reads answered from memory can be compared with
 // reads answered by SQLite.
+std::vector<LoggedChange> Unshared(
+    const Result<std::vector<std::shared_ptr<const LoggedChange>>>& shared) {
+  EXPECT_TRUE(shared.has_value());
+  std::vector<LoggedChange> out;
+  if (shared) {
+    for (const auto& logged : *shared) out.push_back(*logged);
+  }
+  return out;
+}
+
 std::vector<std::string> Describe(const std::vector<LoggedChange>& changes) {
   std::vector<std::string> out;
   for (const LoggedChange& logged : changes) {
@@ -410,11 +420,16 @@ TEST(SqliteChangeLog, RecentChangesReadFromMemoryEqualWhatSqliteStored) {
     ASSERT_EQ(before_reopen.size(), 5u) << "the abandoned change is never read";
     EXPECT_EQ(Describe(*log->ReadFrom(2, 2)),
               (std::vector<std::string>{before_reopen[2], before_reopen[3]}));
+    // ReadShared hands out the same changes (here from memory) without copying them.
+    EXPECT_EQ(Describe(Unshared(log->ReadShared(0, 100))), before_reopen);
+    EXPECT_EQ(Describe(Unshared(log->ReadShared(2, 2))),
+              (std::vector<std::string>{before_reopen[2], before_reopen[3]}));
   }
   auto reopened = Open(dir);  // a new process reads everything from SQLite
   auto read = reopened->ReadFrom(0, 100);
   ASSERT_TRUE(read.has_value());
   EXPECT_EQ(Describe(*read), before_reopen);
+  EXPECT_EQ(Describe(Unshared(reopened->ReadShared(0, 100))), before_reopen);
 }
 
 TEST(SqliteChangeLog, ReadsPastWhatMemoryHoldsComeFromSqliteInOrder) {
@@ -431,8 +446,11 @@ TEST(SqliteChangeLog, ReadsPastWhatMemoryHoldsComeFromSqliteInOrder) {
   }
   std::uint64_t after = 0;
   int seen = 0;
-  while (true) {
-    auto read = log->ReadFrom(after, 64);
+  for (int call = 0;; ++call) {
+    // ReadFrom and ReadShared in turn: both read across memory and SQLite alike.
+    auto read = call % 2 == 0
+                    ? log->ReadFrom(after, 64)
+                    : Result<std::vector<LoggedChange>>(Unshared(log->ReadShared(after, 64)));
     ASSERT_TRUE(read.has_value());
     if (read->empty()) break;
     for (const LoggedChange& logged : *read) {

@@ -51,6 +51,11 @@ TEST(MemoryChangeLog, AppendsReadsCompactsAndNeverReusesSequences) {
   ASSERT_EQ(read->size(), 5u);
   EXPECT_EQ(read->front().sequence, 11u);
   EXPECT_EQ(read->front().change.ChangeId(), "r:x:11");
+  auto shared = log->ReadShared(10, 5);  // the default, through ReadFrom
+  ASSERT_TRUE(shared.has_value());
+  ASSERT_EQ(shared->size(), 5u);
+  EXPECT_EQ(shared->front()->sequence, 11u);
+  EXPECT_EQ(shared->back()->change.ChangeId(), "r:x:15");
 
   ASSERT_TRUE(log->SetCheckpoint("fast", 90));
   ASSERT_TRUE(log->SetCheckpoint("slow", 40));

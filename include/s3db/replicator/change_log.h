@@ -63,6 +63,10 @@ class ChangeLog {
 
   // Up to `limit` changes with sequence > `after`, in order.
   virtual Result<std::vector<LoggedChange>> ReadFrom(std::uint64_t after, std::size_t limit) = 0;
+  // ReadFrom for readers that only look: a log that keeps recent changes in memory hands out
+  // those without copying them. The default wraps ReadFrom.
+  virtual Result<std::vector<std::shared_ptr<const LoggedChange>>> ReadShared(std::uint64_t after,
+                                                                              std::size_t limit);
   // The highest sequence number appended so far (0: none).
   virtual std::uint64_t LastSequence() const = 0;
   // Blocks until LastSequence() > after or the timeout passes; true when there is more.

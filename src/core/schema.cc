@@ -296,48 +296,51 @@ std::optional<std::string> CheckType(AttributeType type, const Json& value) {
 void ValidateAttributes(const std::vector<Attribute>& attributes, const JsonObject& record,
                         const std::string& parent, std::vector<std::string>& problems) {
   for (const auto& attribute : attributes) {
-    std::string path = parent.empty() ? attribute.name : parent + "." + attribute.name;
+    // Built only for a problem or a nested object: a valid record needs no path strings.
+    auto path = [&] { return parent.empty() ? attribute.name : parent + "." + attribute.name; };
     const Json* value = record.if_contains(attribute.name);
     if (!value || value->is_null()) {
-      if (attribute.required) problems.push_back(path + ": is required");
+      if (attribute.required) problems.push_back(path() + ": is required");
       continue;
     }
     if (auto problem = CheckType(attribute.type, *value)) {
-      problems.push_back(path + ": " + *problem);
+      problems.push_back(path() + ": " + *problem);
       continue;
     }
     if (value->is_number()) {
       double number = AsDouble(*value);
       if (attribute.min && number < *attribute.min) {
-        problems.push_back(path + ": " + Show(*value) + " is below min " +
+        problems.push_back(path() + ": " + Show(*value) + " is below min " +
                            ShowLimit(*attribute.min));
       }
       if (attribute.max && number > *attribute.max) {
-        problems.push_back(path + ": " + Show(*value) + " is above max " +
+        problems.push_back(path() + ": " + Show(*value) + " is above max " +
                            ShowLimit(*attribute.max));
       }
     }
     std::optional<std::uint64_t> length;
-    if (value->is_string()) length = CodePoints(value->get_string());
-    if (value->is_array()) length = value->get_array().size();
+    if (attribute.min_length || attribute.max_length) {  // counting code points walks the text
+      if (value->is_string()) length = CodePoints(value->get_string());
+      if (value->is_array()) length = value->get_array().size();
+    }
     if (length && attribute.min_length && *length < *attribute.min_length) {
-      problems.push_back(path + ": length " + std::to_string(*length) + " is below minlength " +
+      problems.push_back(path() + ": length " + std::to_string(*length) + " is below minlength " +
                          std::to_string(*attribute.min_length));
     }
     if (length && attribute.max_length && *length > *attribute.max_length) {
-      problems.push_back(path + ": length " + std::to_string(*length) + " is above maxlength " +
+      problems.push_back(path() + ": length " + std::to_string(*length) + " is above maxlength " +
                          std::to_string(*attribute.max_length));
     }
     if (value->is_array() && attribute.items) {
       const auto& items = value->get_array();
       for (std::size_t i = 0; i < items.size(); ++i) {
         if (auto problem = CheckType(*attribute.items, items[i])) {
-          problems.push_back(path + "[" + std::to_string(i) + "]: " + *problem);
+          problems.push_back(path() + "[" + std::to_string(i) + "]: " + *problem);
         }
       }
     }
     if (value->is_object() && !attribute.children.empty()) {
-      ValidateAttributes(attribute.children, value->get_object(), path, problems);
+      ValidateAttributes(attribute.children, value->get_object(), path(), problems);
     }
   }
 }

@@ -34,6 +34,7 @@ debian_packages=(
   libyaml-cpp-dev liblua5.4-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libxlsxwriter-dev libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpq-dev libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libhowardhinnant-date-dev tzdata
+  libjemalloc-dev
   clang-14 libclang-rt-14-dev
   postgresql wrk curl jq
 )

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/http_thread_pool.h"
 #include "cli/importer.h"
 #include "cli/json_input.h"
 #include "cli/record_source.h"
@@ -1626,9 +1627,10 @@ int Run(const GlobalOptions& global, const std::string& listen_override) {
   httplib::Server server;
   // cpp-httplib's default pool (8 threads here) is smaller than the clients a writer fleet
   // keeps open: with 16 keep-alive clients, requests queued behind idle connections for up to
-  // the 5 s keep-alive timeout.
+  // the 5 s keep-alive timeout. HttpThreadPool starts threads as connections need them and
+  // reuses the last idle one, so the memory they keep follows the clients, not the uptime.
   server.new_task_queue = [threads = http.threads] {
-    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+    return new HttpThreadPool(static_cast<std::size_t>(threads));
   };
   server.set_keep_alive_max_count(1000);  // cpp-httplib closes after 5 requests by default
   // cpp-httplib sets SO_REUSEPORT by default, with which a second `s3db run` binds the same

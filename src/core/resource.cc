@@ -108,6 +108,12 @@ bool IsDeletionMarker(const JsonObject& record) {
   return deleted && deleted->is_bool() && deleted->get_bool();
 }
 
+// The error of a read or write of a record that is not there.
+tl::unexpected<Error> NotFound(std::string_view id, const std::string& resource) {
+  return MakeError(ErrorCode::kNotFound,
+                   "record '" + std::string(id) + "' not found in resource '" + resource + "'");
+}
+
 }  // namespace
 
 Resource::Resource(Database& database, ResourceDefinition definition, Schema schema)
@@ -531,8 +537,7 @@ Result<JsonObject> Resource::Get(std::string_view id) {
   if (!loaded) {
     if (loaded.error().code == ErrorCode::kNotFound ||
         loaded.error().code == ErrorCode::kConflict) {
-      return MakeError(ErrorCode::kNotFound,
-                       "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+      return NotFound(id, name());
     }
     return tl::unexpected(loaded.error());
   }
@@ -554,10 +559,7 @@ Result<bool> Resource::Exists(std::string_view id) {
 Result<JsonObject> Resource::Update(std::string_view id, const JsonObject& changes) {
   return Write(
       id, [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
-        if (!current) {
-          return MakeError(ErrorCode::kNotFound, "record '" + std::string(id) +
-                                                     "' not found in resource '" + name() + "'");
-        }
+        if (!current) return NotFound(id, name());
         JsonObject next = *current;
         DeepMerge(next, changes);
         return next;
@@ -589,10 +591,7 @@ Result<JsonObject> Resource::Replace(std::string_view id, JsonObject data) {
 Result<JsonObject> Resource::Patch(std::string_view id, const JsonObject& fields) {
   return Write(
       id, [&](const std::optional<JsonObject>& current) -> Result<std::optional<JsonObject>> {
-        if (!current) {
-          return MakeError(ErrorCode::kNotFound, "record '" + std::string(id) +
-                                                     "' not found in resource '" + name() + "'");
-        }
+        if (!current) return NotFound(id, name());
         JsonObject next = *current;
         for (const auto& [key, value] : fields) next[key] = value;
         return next;
@@ -615,8 +614,7 @@ Status Resource::Delete(std::string_view id) {
     if (!loaded) {
       if (loaded.error().code == ErrorCode::kNotFound ||
           loaded.error().code == ErrorCode::kConflict) {
-        return MakeError(ErrorCode::kNotFound,
-                         "record '" + std::string(id) + "' not found in resource '" + name() + "'");
+        return NotFound(id, name());
       }
       return tl::unexpected(loaded.error());
     }

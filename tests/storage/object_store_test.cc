@@ -1,10 +1,14 @@
 // One behaviour suite for every ObjectStore: memory, file and S3 (the S3 peer server).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
+#include <mutex>
 #include <set>
 #include <thread>
 
 #include "s3db/storage.h"
+#include "storage/file_store_internal.h"
 #include "store_factory.h"
 #include "test_util.h"
 
@@ -177,6 +181,126 @@ TEST(FileStoreTest, DotDotSegmentsAreRejected) {
   S3DB_EXPECT_ERROR((*store)->Put("a/../../etc/passwd", "x"), ErrorCode::kInvalidArgument);
   S3DB_EXPECT_ERROR((*store)->Put("..", "x"), ErrorCode::kInvalidArgument);
 }
+
+// The file store creates an object either as an unnamed file linked into place (O_TMPFILE,
+// where it works) or through a named temporary file: both must behave the same.
+class FileStoreCreateTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    previous_ = storage_internal::SetFileStoreUnnamedFiles(GetParam());
+    auto store = NewFileStore(dir_.str());
+    S3DB_ASSERT_OK(store);
+    store_ = std::move(*store);
+    // A file system without O_TMPFILE switches the unnamed path off at the first create.
+    PutOptions create;
+    create.if_none_match = true;
+    S3DB_ASSERT_OK(store_->Put("probe/p", "x", create));
+    unnamed_works_ = storage_internal::SetFileStoreUnnamedFiles(GetParam());
+  }
+  void TearDown() override { storage_internal::SetFileStoreUnnamedFiles(previous_); }
+  // The unnamed path, where it works, was never given up during the test: nothing but a missing
+  // O_TMPFILE or /proc may switch it off.
+  void ExpectThePathUnderTestKept() {
+    if (!GetParam()) return;
+    if (!unnamed_works_) GTEST_SKIP() << "O_TMPFILE does not work here; named files were used";
+    EXPECT_TRUE(storage_internal::SetFileStoreUnnamedFiles(true))
+        << "the store gave up unnamed files during the test";
+  }
+  // Every entry of a folder of the store, temporary (dot) files included.
+  std::set<std::string> EntriesIn(const std::string& folder) const {
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path() / folder)) {
+      names.insert(entry.path().filename().string());
+    }
+    return names;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ObjectStore> store_;
+  bool previous_ = true;
+  bool unnamed_works_ = false;
+};
+
+TEST_P(FileStoreCreateTest, CreatesLeaveOnlyTheirObjectsAndKeepTheFirstOnAConflict) {
+  PutOptions create;
+  create.if_none_match = true;
+  std::set<std::string> expected;
+  for (int i = 0; i < 20; ++i) {
+    S3DB_ASSERT_OK(store_->Put("t/k" + std::to_string(i), "body" + std::to_string(i), create));
+    expected.insert("k" + std::to_string(i));
+  }
+  S3DB_EXPECT_ERROR(store_->Put("t/k3", "other", create), ErrorCode::kConflict);
+  auto kept = store_->Get("t/k3");
+  S3DB_ASSERT_OK(kept);
+  EXPECT_EQ(kept->body, "body3");
+  EXPECT_EQ(kept->info.etag, (*store_->Head("t/k3")).etag);
+
+  // A folder that does not exist yet, and again after its last object was deleted.
+  S3DB_ASSERT_OK(store_->Put("new/deeper/k", "x", create));
+  S3DB_ASSERT_OK(store_->Delete("new/deeper/k"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "new"));
+  S3DB_ASSERT_OK(store_->Put("new/deeper/k", "y", create));
+  EXPECT_EQ(store_->Get("new/deeper/k")->body, "y");
+
+  EXPECT_EQ(EntriesIn("t"), expected);  // no temporary file left, named or not
+  ExpectThePathUnderTestKept();
+}
+
+TEST_P(FileStoreCreateTest, CreatesRaceWithDeletesEmptyingTheirFolder) {
+  // Two writers create and delete the only object of a folder over and over, so the folder is
+  // removed and made again under each other's writes; no create may fail for it.
+  std::atomic<int> failures{0};
+  std::string first_failure;
+  std::mutex failure_mutex;
+  auto writer = [&](const std::string& key) {
+    PutOptions create;
+    create.if_none_match = true;
+    for (int i = 0; i < 300; ++i) {
+      auto put = store_->Put("shared/" + key, "v" + std::to_string(i), create);
+      if (!put) {
+        std::lock_guard lock(failure_mutex);
+        if (failures++ == 0) first_failure = put.error().ToString();
+        continue;
+      }
+      auto removed = store_->Delete("shared/" + key);
+      if (!removed) ++failures;
+    }
+  };
+  std::thread a(writer, "a");
+  std::thread b(writer, "b");
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "shared"));
+  ExpectThePathUnderTestKept();
+}
+
+TEST_P(FileStoreCreateTest, RacingCreatesHaveExactlyOneWinnerEachTime) {
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> winners{0}, conflicts{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        PutOptions create;
+        create.if_none_match = true;
+        auto put = store_->Put("race/r" + std::to_string(round), "w" + std::to_string(i), create);
+        if (put) {
+          ++winners;
+        } else if (put.error().code == ErrorCode::kConflict) {
+          ++conflicts;
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(winners.load(), 1) << "round " << round;
+    EXPECT_EQ(conflicts.load(), 3) << "round " << round;
+  }
+  EXPECT_EQ(EntriesIn("race").size(), 20u);
+  ExpectThePathUnderTestKept();
+}
+
+INSTANTIATE_TEST_SUITE_P(BothWays, FileStoreCreateTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Unnamed" : "NamedTemp"; });
 
 }  // namespace
 }  // namespace s3db

@@ -94,6 +94,6 @@ await fetch(new URL('/__reset', options.receiver), { method: 'POST' });
 result.wrk = { requestsPerSecond: single, recordsPerSecond: single };
 result.wrkBatch100 = { requestsPerSecond: batch, recordsPerSecond: batch * 100 };
 
-// The folder stays: run.sh deletes the work folder between runs (see settle_disk there).
+// The folder stays: run.sh deletes the work folders at its end (see "Nothing is deleted" there).
 writeFileSync(options.out, JSON.stringify(result, null, 2) + '\n');
 console.log(JSON.stringify(result));

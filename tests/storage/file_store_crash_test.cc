@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #include "s3db/storage.h"
@@ -26,24 +27,34 @@ bool IsWholeBody(const std::string& body) {
   return std::stoul(body.substr(0, colon)) == body.size() - colon - 1;
 }
 
+// Runs `writes` (which does not return) in a child process and kills it with SIGKILL after
+// 20-80 ms.
+void KillWhileWriting(std::mt19937& random, const std::function<void()>& writes) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    writes();
+    ::_exit(0);
+  }
+  ::usleep(20000 + random() % 60000);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+}
+
 TEST(FileStoreCrashTest, KillNineNeverLeavesATornObject) {
   testing::TempDir dir;
   std::mt19937 random(12345);
   for (int round = 0; round < 8; ++round) {
-    pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
+    KillWhileWriting(random, [&] {
       auto store = NewFileStore(dir.str());
       if (!store) ::_exit(2);
       for (int generation = 0;; ++generation) {
         (void)(*store)->Put("objects/k" + std::to_string(generation % 7), BodyFor(generation));
       }
-    }
-    ::usleep(20000 + random() % 60000);
-    ::kill(child, SIGKILL);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status));
+    });
+    if (HasFatalFailure()) return;
 
     auto store = NewFileStore(dir.str());
     S3DB_ASSERT_OK(store);
@@ -75,9 +86,7 @@ TEST(FileStoreCrashTest, KillNineWhileCreatingLeavesWholeObjectsOnly) {
     bool took_unnamed = storage_internal::SetFileStoreUnnamedFiles(unnamed);
     std::mt19937 random(777);
     for (int round = 0; round < 4; ++round) {
-      pid_t child = ::fork();
-      ASSERT_GE(child, 0);
-      if (child == 0) {
+      KillWhileWriting(random, [&] {
         auto store = NewFileStore(dir.str());
         if (!store) ::_exit(2);
         PutOptions create;
@@ -86,12 +95,11 @@ TEST(FileStoreCrashTest, KillNineWhileCreatingLeavesWholeObjectsOnly) {
           std::string key = "objects/r" + std::to_string(round) + "-" + std::to_string(generation);
           (void)(*store)->Put(key, BodyFor(generation), create);
         }
+      });
+      if (HasFatalFailure()) {
+        storage_internal::SetFileStoreUnnamedFiles(previous);
+        return;
       }
-      ::usleep(20000 + random() % 60000);
-      ::kill(child, SIGKILL);
-      int status = 0;
-      ::waitpid(child, &status, 0);
-      ASSERT_TRUE(WIFSIGNALED(status));
     }
     auto store = NewFileStore(dir.str());
     S3DB_ASSERT_OK(store);

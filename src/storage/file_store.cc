@@ -178,6 +178,14 @@ Result<Parsed> ParseObjectFile(std::string_view content, std::string_view key) {
   return parsed;
 }
 
+// Creates `folder` and its parents where missing (the folder of an object's first write).
+Status CreateFolder(const std::string& folder) {
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) return IoError("cannot create folder", folder, ec.value());
+  return Ok();
+}
+
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -217,16 +225,12 @@ class FileStore final : public ObjectStore {
     content += '\n';
     content += body;
 
+    bool placed_unnamed = false;
     if (options.if_none_match && g_unnamed_files.load(std::memory_order_relaxed)) {
-      auto created = CreateUnnamed(folder, path, key, content);
-      if (!created || *created) {
-        if (!created) return tl::unexpected(created.error());
-        if (fsync_) SyncFolder(folder);
-        return info;
-      }
-      // Not possible here: the named temp file below.
+      // False: not possible here, so the named temp file below.
+      S3DB_ASSIGN_OR_RETURN(placed_unnamed, CreateUnnamed(folder, path, key, content));
     }
-    for (int attempt = 0;; ++attempt) {
+    for (int attempt = 0; !placed_unnamed; ++attempt) {
       auto temp = WriteTemp(folder, content);
       if (!temp && temp.error().code == ErrorCode::kNotFound && attempt < 5)
         continue;  // raced rmdir
@@ -370,9 +374,7 @@ class FileStore final : public ObjectStore {
       // ENOENT: no folder yet. EPERM: the folder was being removed (its last object deleted)
       // while it was opened; ext4 says so for a folder it has just unlinked.
       if (fd < 0 && (errno == ENOENT || errno == EPERM) && attempt < 5) {
-        std::error_code ec;
-        std::filesystem::create_directories(folder, ec);
-        if (ec) return IoError("cannot create folder", folder, ec.value());
+        S3DB_RETURN_IF_ERROR(CreateFolder(folder));
         continue;  // created, or raced an rmdir
       }
       if (fd < 0) {
@@ -419,9 +421,7 @@ class FileStore final : public ObjectStore {
         folder + "/.tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno == ENOENT) {  // the folder's first object
-      std::error_code ec;
-      std::filesystem::create_directories(folder, ec);
-      if (ec) return IoError("cannot create folder", folder, ec.value());
+      S3DB_RETURN_IF_ERROR(CreateFolder(folder));
       fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     }
     if (fd < 0) {
@@ -565,8 +565,7 @@ Result<std::unique_ptr<ObjectStore>> NewFileStore(std::string root_folder, bool 
   root = root.lexically_normal();
   std::string text = root.string();
   while (text.size() > 1 && text.back() == '/') text.pop_back();
-  std::filesystem::create_directories(text, ec);
-  if (ec) return IoError("cannot create folder", text, ec.value());
+  S3DB_RETURN_IF_ERROR(CreateFolder(text));
   return std::unique_ptr<ObjectStore>(std::make_unique<FileStore>(text, fsync));
 }
 

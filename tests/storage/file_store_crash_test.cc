@@ -9,6 +9,7 @@
 #include <random>
 
 #include "s3db/storage.h"
+#include "file_store_test_util.h"
 #include "storage/file_store_internal.h"
 #include "test_util.h"
 
@@ -76,14 +77,7 @@ TEST(FileStoreCrashTest, KillNineWhileCreatingLeavesWholeObjectsOnly) {
     SCOPED_TRACE(unnamed ? "unnamed files" : "named temporary files");
     bool previous = storage_internal::SetFileStoreUnnamedFiles(unnamed);
     testing::TempDir dir;
-    {  // One create here first, so that a file system without O_TMPFILE shows in the switch.
-      auto probe = NewFileStore(dir.str());
-      S3DB_ASSERT_OK(probe);
-      PutOptions create;
-      create.if_none_match = true;
-      S3DB_ASSERT_OK((*probe)->Put("probe/p", "x", create));
-    }
-    bool took_unnamed = storage_internal::SetFileStoreUnnamedFiles(unnamed);
+    bool took_unnamed = testing::ProbeUnnamedFiles(dir.str(), unnamed);
     std::mt19937 random(777);
     for (int round = 0; round < 4; ++round) {
       KillWhileWriting(random, [&] {

@@ -6,7 +6,10 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "file_store_test_util.h"
 #include "s3db/storage.h"
 #include "storage/file_store_internal.h"
 #include "store_factory.h"
@@ -74,14 +77,15 @@ TEST_P(ObjectStoreTest, IfMatchWritesOnlyOverTheSameVersion) {
   S3DB_EXPECT_ERROR(store_->Put("missing", "x", match), ErrorCode::kNotFound);
 }
 
-TEST_P(ObjectStoreTest, RacingCreatesHaveExactlyOneWinner) {
+// `writers` threads create `key` at once (If-None-Match): {writes that won, conflicts}.
+std::pair<int, int> RaceToCreate(ObjectStore& store, const std::string& key, int writers) {
   std::atomic<int> winners{0}, conflicts{0};
   std::vector<std::thread> threads;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < writers; ++i) {
     threads.emplace_back([&, i] {
       PutOptions create;
       create.if_none_match = true;
-      auto put = store_->Put("race", "writer" + std::to_string(i), create);
+      auto put = store.Put(key, "writer" + std::to_string(i), create);
       if (put) {
         ++winners;
       } else if (put.error().code == ErrorCode::kConflict) {
@@ -90,8 +94,13 @@ TEST_P(ObjectStoreTest, RacingCreatesHaveExactlyOneWinner) {
     });
   }
   for (auto& thread : threads) thread.join();
-  EXPECT_EQ(winners.load(), 1);
-  EXPECT_EQ(conflicts.load(), 7);
+  return {winners.load(), conflicts.load()};
+}
+
+TEST_P(ObjectStoreTest, RacingCreatesHaveExactlyOneWinner) {
+  auto [winners, conflicts] = RaceToCreate(*store_, "race", 8);
+  EXPECT_EQ(winners, 1);
+  EXPECT_EQ(conflicts, 7);
 }
 
 TEST_P(ObjectStoreTest, ListPagesInKeyOrderUnderPrefix) {
@@ -191,11 +200,7 @@ class FileStoreCreateTest : public ::testing::TestWithParam<bool> {
     auto store = NewFileStore(dir_.str());
     S3DB_ASSERT_OK(store);
     store_ = std::move(*store);
-    // A file system without O_TMPFILE switches the unnamed path off at the first create.
-    PutOptions create;
-    create.if_none_match = true;
-    S3DB_ASSERT_OK(store_->Put("probe/p", "x", create));
-    unnamed_works_ = storage_internal::SetFileStoreUnnamedFiles(GetParam());
+    unnamed_works_ = testing::ProbeUnnamedFiles(dir_.str(), GetParam());
   }
   void TearDown() override { storage_internal::SetFileStoreUnnamedFiles(previous_); }
   // The unnamed path, where it works, was never given up during the test: nothing but a missing
@@ -277,23 +282,9 @@ TEST_P(FileStoreCreateTest, CreatesRaceWithDeletesEmptyingTheirFolder) {
 
 TEST_P(FileStoreCreateTest, RacingCreatesHaveExactlyOneWinnerEachTime) {
   for (int round = 0; round < 20; ++round) {
-    std::atomic<int> winners{0}, conflicts{0};
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i) {
-      threads.emplace_back([&, i] {
-        PutOptions create;
-        create.if_none_match = true;
-        auto put = store_->Put("race/r" + std::to_string(round), "w" + std::to_string(i), create);
-        if (put) {
-          ++winners;
-        } else if (put.error().code == ErrorCode::kConflict) {
-          ++conflicts;
-        }
-      });
-    }
-    for (auto& thread : threads) thread.join();
-    EXPECT_EQ(winners.load(), 1) << "round " << round;
-    EXPECT_EQ(conflicts.load(), 3) << "round " << round;
+    auto [winners, conflicts] = RaceToCreate(*store_, "race/r" + std::to_string(round), 4);
+    EXPECT_EQ(winners, 1) << "round " << round;
+    EXPECT_EQ(conflicts, 3) << "round " << round;
   }
   EXPECT_EQ(EntriesIn("race").size(), 20u);
   ExpectThePathUnderTestKept();

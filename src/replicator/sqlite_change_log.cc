@@ -172,14 +172,19 @@ std::string ColumnText(sqlite3_stmt* stmt, int index) {
                      static_cast<std::size_t>(sqlite3_column_bytes(stmt, index)));
 }
 
+// A record as the log stores it (JSON text), parsed; nullopt when it is not an object.
+std::optional<JsonObject> ParseRecordText(std::string_view text) {
+  boost::system::error_code ec;
+  Json value = boost::json::parse(text, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  return std::move(value.get_object());
+}
+
 std::optional<JsonObject> ColumnJson(sqlite3_stmt* stmt, int index) {
   if (sqlite3_column_type(stmt, index) == SQLITE_NULL) return std::nullopt;
   const char* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, index));
-  std::string_view view(text, static_cast<std::size_t>(sqlite3_column_bytes(stmt, index)));
-  boost::system::error_code ec;
-  Json value = boost::json::parse(view, ec);
-  if (ec || !value.is_object()) return std::nullopt;
-  return std::move(value.get_object());
+  return ParseRecordText(
+      std::string_view(text, static_cast<std::size_t>(sqlite3_column_bytes(stmt, index))));
 }
 
 Status Exec(sqlite3* db, const char* sql) {
@@ -481,9 +486,9 @@ class SqliteChangeLog : public ChangeLog {
       if (auto recent = ReadFromTail(after, limit, visible, floor)) {
         return from_tail(std::move(*recent));
       }
-      // SQLite holds everything up to the tail's floor, not always what is above it (changes
-      // still in the journal), so it is read only that far, and the tail gives the rest.
-      S3DB_ASSIGN_OR_RETURN(auto stored, ReadFromSqlite(after, std::min(visible, floor), limit));
+      // Below the tail's floor a change is in SQLite or still in the journal (its text), so
+      // that part is read from both, and the tail gives the rest.
+      S3DB_ASSIGN_OR_RETURN(auto stored, ReadBelowTail(after, std::min(visible, floor), limit));
       std::vector<Out> out;
       out.reserve(stored.size());
       for (LoggedChange& logged : stored) {
@@ -502,6 +507,45 @@ class SqliteChangeLog : public ChangeLog {
       if (!out.empty()) return out;
       // The floor rose meanwhile (what it passed is in SQLite now): read again.
     }
+  }
+
+  // The changes above `after` up to `through` (at most `limit`, by sequence) that are in
+  // SQLite or in the journal, whose changes the tail may have let go before their move.
+  // Journaled changes are collected first: one that leaves the journal maps meanwhile has
+  // been committed to SQLite (the move drops it from moving_ only after its commit), so
+  // the SQLite read that follows has it.
+  Result<std::vector<LoggedChange>> ReadBelowTail(std::uint64_t after, std::uint64_t through,
+                                                  std::size_t limit) {
+    std::vector<std::pair<std::uint64_t, Journaled>> journaled;
+    if (journal_enabled_) {
+      std::lock_guard journal_lock(journal_mutex_);
+      for (const auto* map : {&moving_, &unmoved_}) {
+        std::size_t taken = 0;
+        for (auto it = map->upper_bound(after);
+             it != map->end() && it->first <= through && taken < limit; ++it, ++taken) {
+          journaled.emplace_back(it->first, it->second);
+        }
+      }
+    }
+    S3DB_ASSIGN_OR_RETURN(auto stored, ReadFromSqlite(after, through, limit));
+    if (journaled.empty()) return stored;
+    std::map<std::uint64_t, LoggedChange> merged;
+    for (LoggedChange& logged : stored) merged.emplace(logged.sequence, std::move(logged));
+    for (const auto& [sequence, entry] : journaled) {
+      if (merged.count(sequence)) continue;  // moved meanwhile: SQLite's copy is the same
+      LoggedChange logged;
+      logged.sequence = sequence;
+      logged.change = *entry.header;
+      if (entry.encoded->has_before) logged.change.before = ParseRecordText(entry.encoded->before);
+      if (entry.encoded->has_after) logged.change.after = ParseRecordText(entry.encoded->after);
+      merged.emplace(sequence, std::move(logged));
+    }
+    std::vector<LoggedChange> out;
+    for (auto& [sequence, logged] : merged) {
+      if (out.size() >= limit) break;
+      out.push_back(std::move(logged));
+    }
+    return out;
   }
 
   Result<std::vector<LoggedChange>> ReadFromSqlite(std::uint64_t after, std::uint64_t through,
@@ -1548,8 +1592,10 @@ class SqliteChangeLog : public ChangeLog {
   // The tail: the changes stored lately, kept in memory so that dispatchers, which mostly
   // read what was just appended, need no SQLite read and no JSON parse. It holds every
   // stored change above tail_floor_ (a read from at or above the floor is answered from it
-  // alone); the oldest are dropped past kTailBytes, and settled ones at compaction.
-  static constexpr std::size_t kTailBytes = 4 << 20;
+  // alone); the oldest are dropped past kTailBytes, and settled ones at compaction. Below
+  // the floor a change is in SQLite or, not moved yet, in the journal maps as text
+  // (ReadBelowTail), so the tail's memory stays bounded while the move falls behind a burst.
+  static constexpr std::size_t kTailBytes = 8 << 20;
 
   static std::size_t ApproximateBytes(const Change& change) {
     // A parsed record takes a few times its text; this only bounds the tail roughly.
@@ -1641,12 +1687,10 @@ class SqliteChangeLog : public ChangeLog {
     TrimTail();
   }
 
-  // Drops the oldest changes past kTailBytes, but never one that is not in SQLite yet: the
-  // floor must stay where SQLite holds everything below. REQUIRES: tail_mutex_ held.
+  // Drops the oldest changes past kTailBytes (ReadBelowTail finds them in SQLite or the
+  // journal). REQUIRES: tail_mutex_ held.
   void TrimTail() {
-    std::uint64_t stored_through = stored_through_.load();
-    while (tail_bytes_ > kTailBytes && !tail_.empty() &&
-           tail_.begin()->first <= stored_through) {
+    while (tail_bytes_ > kTailBytes && !tail_.empty()) {
       tail_floor_ = std::max(tail_floor_, tail_.begin()->first);
       tail_bytes_ -= tail_.begin()->second.bytes;
       tail_.erase(tail_.begin());

@@ -519,6 +519,44 @@ std::vector<std::string> IntentIds(ChangeLog& log) {
   return ids;
 }
 
+// A burst the journal move has not caught up with: the tail keeps only its newest changes
+// in memory (its budget is a few MB), and the older ones are read from the journal's text,
+// whole and in order, before and after the move. Before, the tail held every unmoved change,
+// so a burst's memory grew with the move's lag.
+TEST(SqliteChangeLog, ABurstBeyondTheTailIsReadFromTheJournalWholeAndInOrder) {
+  TempDir dir;
+  auto log = OpenHoldingTheJournal(dir);
+  const std::string text(10000, 'x');  // 600 of these are well past the tail's budget
+  for (int i = 1; i <= 600; ++i) {
+    Change change = Prepared("r" + std::to_string(i), 1, "w" + std::to_string(i));
+    change.after = JsonObject{{"id", change.id}, {"n", i}, {"text", text}};
+    S3DB_ASSERT_OK(log->Prepare(change));
+    ASSERT_TRUE(log->Append(change).has_value());
+  }
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    std::vector<LoggedChange> all;
+    while (all.size() < 600) {
+      auto read = log->ReadFrom(all.empty() ? 0 : all.back().sequence, 64);
+      ASSERT_TRUE(read.has_value()) << read.error().ToString();
+      ASSERT_FALSE(read->empty()) << "stopped after " << all.size() << " changes";
+      for (auto& logged : *read) all.push_back(std::move(logged));
+    }
+    ASSERT_EQ(all.size(), 600u);
+    for (int i = 1; i <= 600; ++i) {
+      const LoggedChange& logged = all[i - 1];
+      ASSERT_EQ(logged.sequence, static_cast<std::uint64_t>(i));
+      ASSERT_EQ(logged.change.id, "r" + std::to_string(i));
+      ASSERT_TRUE(logged.change.after.has_value());
+      ASSERT_EQ(logged.change.after->at("n").to_number<int>(), i);
+      ASSERT_EQ(logged.change.after->at("text").as_string(), text);
+    }
+  };
+  check("only journaled");
+  EXPECT_EQ(*log->CountChanges(), 600u) << "counting moves the journal into SQLite";
+  check("moved into SQLite");
+}
+
 TEST(SqliteChangeLog, PreparedChangesAreJournaledThenMovedIntoSqlite) {
   TempDir dir;
   auto log = OpenHoldingTheJournal(dir);

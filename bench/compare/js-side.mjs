@@ -47,6 +47,8 @@ if (options['webhook-client'] === 'fetch') {
 const { Database, ReplicatorPlugin } = await import('s3db.js');
 
 const records = readRecords(options.records, options.n);
+// The harness's own share of the peak: the loaded module and the parsed records.
+const rssWithRecordsMb = process.memoryUsage().rss / 1024 / 1024;
 const sourceKind = options.target === 's3db-file' ? 'file' : 'memory';
 const writers = options.mode === '16w' ? 16 : 1;
 mkdirSync(options.work, { recursive: true });
@@ -116,6 +118,7 @@ const result = {
   system: 's3db.js', version: '21.6.2', node: process.version, phase: options.phase,
   target: options.target, mode: options.mode, n: options.n, writers,
   webhookClient: options.target === 'webhook' ? options['webhook-client'] : undefined,
+  rssWithRecordsMb,
 };
 
 if (options.phase === 'plain') {

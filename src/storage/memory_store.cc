@@ -12,9 +12,13 @@
 namespace s3db {
 namespace {
 
+// What an ObjectInfo says, without what the map's key already holds: a memory store keeps
+// every object it is given, so each one is kept small (its key once, its etag as a number).
 struct MemoryObject {
   std::string body;
-  ObjectInfo info;
+  std::uint64_t etag = 0;  // shown as "m" and 16 hex digits
+  std::int64_t last_modified_ms = 0;
+  std::map<std::string, std::string> metadata;
 };
 
 struct MemoryBucket {
@@ -28,11 +32,14 @@ std::int64_t NowMs() {
       .count();
 }
 
-std::string NextEtag() {
+std::uint64_t NextEtag() {
   static std::atomic<std::uint64_t> counter{1};
+  return counter.fetch_add(1);
+}
+
+std::string EtagText(std::uint64_t etag) {
   char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "m%016llx",
-                static_cast<unsigned long long>(counter.fetch_add(1)));
+  std::snprintf(buffer, sizeof buffer, "m%016llx", static_cast<unsigned long long>(etag));
   return buffer;
 }
 
@@ -55,19 +62,17 @@ class MemoryStore final : public ObjectStore {
       if (it == bucket_->objects.end()) {
         return MakeError(ErrorCode::kNotFound, "object '" + std::string(key) + "' does not exist");
       }
-      if (it->second.info.etag != options.if_match) {
+      if (EtagText(it->second.etag) != options.if_match) {
         return MakeError(ErrorCode::kConflict,
                          "object '" + std::string(key) + "' changed (etag mismatch)");
       }
     }
     MemoryObject object;
     object.body.assign(body);
-    object.info.key.assign(key);
-    object.info.etag = NextEtag();
-    object.info.size = body.size();
-    object.info.last_modified_ms = NowMs();
-    for (const auto& [name, value] : options.metadata) object.info.metadata[Lower(name)] = value;
-    ObjectInfo info = object.info;
+    object.etag = NextEtag();
+    object.last_modified_ms = NowMs();
+    for (const auto& [name, value] : options.metadata) object.metadata[Lower(name)] = value;
+    ObjectInfo info = Info(key, object);
     bucket_->objects.insert_or_assign(std::move(full), std::move(object));
     return info;
   }
@@ -76,14 +81,14 @@ class MemoryStore final : public ObjectStore {
     std::shared_lock lock(bucket_->mutex);
     auto it = bucket_->objects.find(Full(key));
     if (it == bucket_->objects.end()) return Missing(key);
-    return Object{it->second.body, it->second.info};
+    return Object{it->second.body, Info(key, it->second)};
   }
 
   Result<ObjectInfo> Head(std::string_view key) override {
     std::shared_lock lock(bucket_->mutex);
     auto it = bucket_->objects.find(Full(key));
     if (it == bucket_->objects.end()) return Missing(key);
-    return it->second.info;
+    return Info(key, it->second);
   }
 
   Status Delete(std::string_view key) override {
@@ -116,9 +121,7 @@ class MemoryStore final : public ObjectStore {
         page.next_token = page.objects.back().key;
         break;
       }
-      ObjectInfo info = it->second.info;
-      info.metadata.clear();
-      page.objects.push_back(std::move(info));
+      page.objects.push_back(Info(Relative(it->first), it->second, /*with_metadata=*/false));
     }
     return page;
   }
@@ -128,10 +131,9 @@ class MemoryStore final : public ObjectStore {
     auto it = bucket_->objects.find(Full(source_key));
     if (it == bucket_->objects.end()) return Missing(source_key);
     MemoryObject copy = it->second;
-    copy.info.key.assign(target_key);
-    copy.info.etag = NextEtag();
-    copy.info.last_modified_ms = NowMs();
-    ObjectInfo info = copy.info;
+    copy.etag = NextEtag();
+    copy.last_modified_ms = NowMs();
+    ObjectInfo info = Info(target_key, copy);
     bucket_->objects.insert_or_assign(Full(target_key), std::move(copy));
     return info;
   }
@@ -145,6 +147,21 @@ class MemoryStore final : public ObjectStore {
     out += '/';
     out += key;
     return out;
+  }
+  // The key without the store's prefix (and its '/').
+  std::string_view Relative(std::string_view full) const {
+    return prefix_.empty() ? full : full.substr(prefix_.size() + 1);
+  }
+  // List leaves metadata out, as S3's listing does.
+  static ObjectInfo Info(std::string_view key, const MemoryObject& object,
+                         bool with_metadata = true) {
+    ObjectInfo info;
+    info.key.assign(key);
+    info.etag = EtagText(object.etag);
+    info.size = object.body.size();
+    info.last_modified_ms = object.last_modified_ms;
+    if (with_metadata) info.metadata = object.metadata;
+    return info;
   }
   static std::string Lower(std::string text) {
     for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -555,6 +556,56 @@ TEST(SqliteChangeLog, ABurstBeyondTheTailIsReadFromTheJournalWholeAndInOrder) {
   check("only journaled");
   EXPECT_EQ(*log->CountChanges(), 600u) << "counting moves the journal into SQLite";
   check("moved into SQLite");
+}
+
+// The same while it happens: writers outrun a reader past the tail's budget and the
+// background thread moves the journal every 2 ms, so the reader's chunks come from the tail,
+// the journal's text and SQLite, with changes leaving the journal in between. It must see
+// every change once, in sequence order, each with its own record.
+TEST(SqliteChangeLog, AReaderBehindTheTailSeesEveryChangeOnceWhileTheJournalMoves) {
+  TempDir dir;
+  SqliteChangeLogOptions options;
+  options.path = dir.str() + "/replicator/changes.db";
+  options.journal_move_interval = std::chrono::milliseconds(2);
+  auto opened = OpenSqliteChangeLog(options);
+  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+  ChangeLog& log = **opened;
+  constexpr int kWriters = 4;
+  constexpr int kEach = 750;
+  const std::string text(4000, 'y');
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kEach && !failed; ++i) {
+        std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
+        Change change = Prepared(id, 1, "write-" + id);
+        change.after = JsonObject{{"id", id}, {"text", text}};
+        if (!log.Prepare(change) || !log.Append(change)) failed = true;
+      }
+    });
+  }
+  std::vector<LoggedChange> seen;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (seen.size() < kWriters * kEach && std::chrono::steady_clock::now() < deadline &&
+         !failed) {
+    auto read = log.ReadFrom(seen.empty() ? 0 : seen.back().sequence, 50);
+    ASSERT_TRUE(read.has_value()) << read.error().ToString();
+    for (auto& logged : *read) seen.push_back(std::move(logged));
+    if (read->empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& writer : writers) writer.join();
+  ASSERT_FALSE(failed) << "a Prepare or Append failed";
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kWriters * kEach));
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    ASSERT_EQ(seen[i].sequence, i + 1) << "sequence numbers run without a gap or a repeat";
+    ASSERT_TRUE(seen[i].change.after.has_value()) << "change " << seen[i].sequence;
+    ASSERT_EQ(seen[i].change.after->at("id").as_string(), seen[i].change.id);
+    ASSERT_EQ(seen[i].change.after->at("text").as_string().size(), text.size());
+    ids.insert(seen[i].change.id);
+  }
+  EXPECT_EQ(ids.size(), seen.size()) << "every change once";
 }
 
 TEST(SqliteChangeLog, PreparedChangesAreJournaledThenMovedIntoSqlite) {

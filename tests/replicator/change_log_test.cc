@@ -703,7 +703,11 @@ TEST(SqliteChangeLog, AConfirmationWhoseChangeFileIsGoneStillSettlesTheChange) {
     return log.Prepare(a) && log.Prepare(d) && log.CountChanges();  // both moved, pending
   });
   std::string folder = dir.str() + "/replicator/";
-  ASSERT_EQ(JournalFiles(dir), (std::vector<std::string>{"changes.db-prepared-1"}));
+  // The dead process left its first journal file, unless its background thread already
+  // deleted it (all moved; a slow run gives it the time): the state the remove below makes.
+  auto left = JournalFiles(dir);
+  ASSERT_TRUE(left.empty() || left == std::vector<std::string>{"changes.db-prepared-1"})
+      << left.size() << " journal files";
   // What the dead process did next: a's write succeeded, d's failed (journaled in the next
   // file), and the background thread deleted the first file, all moved.
   std::filesystem::remove(folder + "changes.db-prepared-1");

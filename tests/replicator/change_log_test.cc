@@ -40,13 +40,19 @@ Change MakeChange(std::string resource, std::string id, std::uint64_t revision, 
   return change;
 }
 
-std::unique_ptr<ChangeLog> Open(const TempDir& dir, FsyncPolicy fsync = FsyncPolicy::kBatch) {
+// The log in `dir` with the default options, changed by `tune`.
+std::unique_ptr<ChangeLog> OpenTuned(const TempDir& dir,
+                                     const std::function<void(SqliteChangeLogOptions&)>& tune) {
   SqliteChangeLogOptions options;
   options.path = dir.str() + "/replicator/changes.db";
-  options.fsync = fsync;
+  tune(options);
   auto log = OpenSqliteChangeLog(options);
   EXPECT_TRUE(log.has_value()) << log.error().ToString();
-  return std::move(*log);
+  return log ? std::move(*log) : nullptr;
+}
+
+std::unique_ptr<ChangeLog> Open(const TempDir& dir, FsyncPolicy fsync = FsyncPolicy::kBatch) {
+  return OpenTuned(dir, [&](SqliteChangeLogOptions& options) { options.fsync = fsync; });
 }
 
 TEST(SqliteChangeLog, AppendsAndReadsChangesInOrder) {
@@ -154,12 +160,11 @@ TEST(SqliteChangeLog, ChangesLeftPendingByAProcessBecomeIntentsAtTheNextOpen) {
 
 TEST(SqliteChangeLog, AWriteThatNeverAnswersStopsHoldingBackLaterChanges) {
   TempDir dir;
-  SqliteChangeLogOptions options;
-  options.path = dir.str() + "/replicator/changes.db";
-  options.intent_timeout = std::chrono::milliseconds(200);
-  auto opened = OpenSqliteChangeLog(options);
-  ASSERT_TRUE(opened.has_value());
-  ChangeLog& log = **opened;
+  auto opened = OpenTuned(dir, [](SqliteChangeLogOptions& options) {
+    options.intent_timeout = std::chrono::milliseconds(200);
+  });
+  ASSERT_NE(opened, nullptr);
+  ChangeLog& log = *opened;
   Change slow = Prepared("slow", 1, "w-slow");
   S3DB_ASSERT_OK(log.Prepare(slow));
   ASSERT_TRUE(log.Append(MakeChange("users", "b", 1, Action::kInsert)).has_value());
@@ -474,12 +479,9 @@ TEST(SqliteChangeLog, ReadsPastWhatMemoryHoldsComeFromSqliteInOrder) {
 }
 
 std::unique_ptr<ChangeLog> OpenHoldingTheJournal(const TempDir& dir) {
-  SqliteChangeLogOptions options;
-  options.path = dir.str() + "/replicator/changes.db";
-  options.journal_move_interval = std::chrono::hours(1);  // moved only when asked (or at Close)
-  auto log = OpenSqliteChangeLog(options);
-  EXPECT_TRUE(log.has_value()) << log.error().ToString();
-  return std::move(*log);
+  return OpenTuned(dir, [](SqliteChangeLogOptions& options) {
+    options.journal_move_interval = std::chrono::hours(1);  // moved only when asked (or at Close)
+  });
 }
 
 std::vector<std::string> JournalFiles(const TempDir& dir) {
@@ -564,12 +566,11 @@ TEST(SqliteChangeLog, ABurstBeyondTheTailIsReadFromTheJournalWholeAndInOrder) {
 // every change once, in sequence order, each with its own record.
 TEST(SqliteChangeLog, AReaderBehindTheTailSeesEveryChangeOnceWhileTheJournalMoves) {
   TempDir dir;
-  SqliteChangeLogOptions options;
-  options.path = dir.str() + "/replicator/changes.db";
-  options.journal_move_interval = std::chrono::milliseconds(2);
-  auto opened = OpenSqliteChangeLog(options);
-  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
-  ChangeLog& log = **opened;
+  auto opened = OpenTuned(dir, [](SqliteChangeLogOptions& options) {
+    options.journal_move_interval = std::chrono::milliseconds(2);
+  });
+  ASSERT_NE(opened, nullptr);
+  ChangeLog& log = *opened;
   constexpr int kWriters = 4;
   constexpr int kEach = 750;
   const std::string text(4000, 'y');

@@ -36,6 +36,18 @@ namespace {
 
 // Off once O_TMPFILE or the /proc link turned out not to work here (or for tests).
 std::atomic<bool> g_unnamed_files{true};
+// Tests: how many O_TMPFILE opens still fail, and with which errno.
+std::atomic<int> g_failing_unnamed_opens{0};
+std::atomic<int> g_unnamed_open_error{0};
+
+int OpenUnnamed(const std::string& folder) {
+  if (g_failing_unnamed_opens.load(std::memory_order_relaxed) > 0 &&
+      g_failing_unnamed_opens.fetch_sub(1) > 0) {
+    errno = g_unnamed_open_error.load();
+    return -1;
+  }
+  return ::open(folder.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+}
 
 constexpr std::string_view kMagic = "S3DBOBJ1\n";
 constexpr std::size_t kMaxSegment = 200;
@@ -365,22 +377,25 @@ class FileStore final : public ObjectStore {
   }
 
   // Writes `content` into an unnamed file in `folder` and links it at `path` unless something
-  // is there. True when done, false when unnamed files do not work here (nothing was written,
-  // and they are not tried again).
+  // is there. True when done; false when this write goes through a named temporary file
+  // instead (nothing was written): for good when unnamed files do not work here, for this
+  // write alone when racing removals of its folder outlasted the retries.
   Result<bool> CreateUnnamed(const std::string& folder, const std::string& path,
                              std::string_view key, const std::string& content) {
     for (int attempt = 0;; ++attempt) {
-      int fd = ::open(folder.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+      int fd = OpenUnnamed(folder);
       // ENOENT: no folder yet. EPERM: the folder was being removed (its last object deleted)
-      // while it was opened; ext4 says so for a folder it has just unlinked.
-      if (fd < 0 && (errno == ENOENT || errno == EPERM) && attempt < 5) {
+      // while it was opened; ext4 says so for a folder it has just unlinked. Neither says
+      // anything about O_TMPFILE, so they never switch the unnamed path off.
+      if (fd < 0 && (errno == ENOENT || errno == EPERM)) {
+        if (attempt >= 5) return false;  // the named temporary file has its own retries
         S3DB_RETURN_IF_ERROR(CreateFolder(folder));
         continue;  // created, or raced an rmdir
       }
       if (fd < 0) {
-        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == EPERM) {
-          // The kernel or the file system has no O_TMPFILE (or refuses it here): the named
-          // temporary file reports any real problem with the folder.
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+          // The kernel or the file system has no O_TMPFILE: the named temporary file reports
+          // any real problem with the folder.
           g_unnamed_files.store(false);
           return false;
         }
@@ -405,7 +420,7 @@ class FileStore final : public ObjectStore {
       }
       if (error == ENOENT && proc_works) {
         if (attempt < 5) continue;
-        return IoError("cannot create", path, error);
+        return false;  // racing removals outlasted the retries: a named temporary file
       }
       if (error == ENOENT || error == EXDEV || error == EPERM) {
         g_unnamed_files.store(false);  // no /proc here, or the link is refused
@@ -556,6 +571,11 @@ class FileStore final : public ObjectStore {
 
 bool storage_internal::SetFileStoreUnnamedFiles(bool enabled) {
   return g_unnamed_files.exchange(enabled);
+}
+
+void storage_internal::FailFileStoreUnnamedOpens(int error, int count) {
+  g_unnamed_open_error.store(error);
+  g_failing_unnamed_opens.store(count);
 }
 
 Result<std::unique_ptr<ObjectStore>> NewFileStore(std::string root_folder, bool fsync) {

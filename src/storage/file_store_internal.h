@@ -8,4 +8,8 @@ namespace s3db::storage_internal {
 // file. Tests turn the unnamed path off to cover the other one. Returns the previous setting.
 bool SetFileStoreUnnamedFiles(bool enabled);
 
+// The next `count` O_TMPFILE opens of the file store fail with `error` (an errno value), as a
+// file system or a racing folder removal would make them; count 0 ends it.
+void FailFileStoreUnnamedOpens(int error, int count);
+
 }  // namespace s3db::storage_internal

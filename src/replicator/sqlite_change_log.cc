@@ -18,7 +18,7 @@
 // the background thread moves journaled changes into SQLite in large transactions every
 // journal_move_interval and deletes the journal files it emptied, and Open moves whatever a
 // dead process left there first. Until a change is moved, readers get it from the tail kept
-// in memory.
+// in memory or, past the tail's budget, from the journal's text kept for the move.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
@@ -421,7 +421,6 @@ class SqliteChangeLog : public ChangeLog {
         if (unmoved || moving_.count(job.abandon_sequence) > 0) {
           unmoved_.erase(job.abandon_sequence);
           moving_.erase(job.abandon_sequence);  // the move skips it from now on
-          UpdateStoredThrough();
           {
             std::lock_guard tail_lock(tail_mutex_);
             EraseFromTail(job.abandon_sequence);  // still pending, so nobody has read it
@@ -1341,7 +1340,6 @@ class SqliteChangeLog : public ChangeLog {
       header->timestamp_ms = change.timestamp_ms;
       header->write_id = change.write_id;
       unmoved_.emplace(sequence, Journaled{std::move(header), std::move(encoded)});
-      UpdateStoredThrough();
       if (unmoved_.size() >= kMoveBatch) move_soon_.store(true);
     }
     AddToTail(sequence, std::move(logged));
@@ -1413,14 +1411,6 @@ class SqliteChangeLog : public ChangeLog {
     return Ok();
   }
 
-  // REQUIRES: journal_mutex_ held.
-  void UpdateStoredThrough() {
-    std::uint64_t through = UINT64_MAX;
-    if (!unmoved_.empty()) through = unmoved_.begin()->first - 1;
-    if (!moving_.empty()) through = std::min(through, moving_.begin()->first - 1);
-    stored_through_.store(through);
-  }
-
   // Moves every journaled change into SQLite in one commit; afterwards the journal files that
   // held only moved changes are deleted (once the WAL holding them is on disk).
   Status MoveJournal() {
@@ -1462,11 +1452,6 @@ class SqliteChangeLog : public ChangeLog {
         unmoved_.merge(moving_);  // tried again with the next move
         moving_.clear();
       }
-      UpdateStoredThrough();
-    }
-    if (status) {
-      std::lock_guard tail_lock(tail_mutex_);
-      TrimTail();
     }
     return status;
   }
@@ -1707,7 +1692,6 @@ class SqliteChangeLog : public ChangeLog {
 
   // Compaction removed the changes at or below `bound` from the log.
   void ForgetTailThrough(std::uint64_t bound) {
-    bound = std::min(bound, stored_through_.load());
     std::lock_guard lock(tail_mutex_);
     while (!tail_.empty() && tail_.begin()->first <= bound) {
       tail_bytes_ -= tail_.begin()->second.bytes;
@@ -1784,8 +1768,6 @@ class SqliteChangeLog : public ChangeLog {
   std::atomic<bool> move_soon_{false};
   std::uint64_t removed_below_ = 1;  // background thread: files below this are gone
   std::uint64_t journal_high_ = 0;   // Open: the highest sequence found in old journals
-  // Every stored change at or below this is in SQLite (UINT64_MAX: all of them).
-  std::atomic<std::uint64_t> stored_through_{UINT64_MAX};
 
   struct TailEntry {
     std::shared_ptr<const LoggedChange> change;

@@ -587,15 +587,21 @@ TEST(SqliteChangeLog, AReaderBehindTheTailSeesEveryChangeOnceWhileTheJournalMove
     });
   }
   std::vector<LoggedChange> seen;
+  std::string read_error;  // asserted after the writers are joined
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (seen.size() < kWriters * kEach && std::chrono::steady_clock::now() < deadline &&
          !failed) {
     auto read = log.ReadFrom(seen.empty() ? 0 : seen.back().sequence, 50);
-    ASSERT_TRUE(read.has_value()) << read.error().ToString();
+    if (!read) {
+      read_error = read.error().ToString();
+      failed = true;  // stops the writers
+      break;
+    }
     for (auto& logged : *read) seen.push_back(std::move(logged));
     if (read->empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   for (auto& writer : writers) writer.join();
+  ASSERT_TRUE(read_error.empty()) << read_error;
   ASSERT_FALSE(failed) << "a Prepare or Append failed";
   ASSERT_EQ(seen.size(), static_cast<std::size_t>(kWriters * kEach));
   std::set<std::string> ids;
